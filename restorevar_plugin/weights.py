@@ -1,0 +1,142 @@
+"""Checkpoint files: where each official file comes from, and one loader for every layout in use.
+
+Layouts recognised by :func:`load_state_dict`:
+
+* ``basicsr``: ``{'params': ..., 'params_ema': ...}`` written by BasicSR models (and by ours);
+* ``lightning``: a PyTorch-Lightning checkpoint, weights under ``state_dict`` with a ``net.`` prefix
+  (PromptIR ``model.ckpt``, AWRaCLe ``best.ckpt``);
+* ``var_trainer``: VAR / RestoreVAR trainer checkpoints (``ar-ckpt-*.pth``), weights under
+  ``trainer.var_wo_ddp``;
+* ``flat``: a bare state dict (``vae_ch160v4096z32.pth``, ``var_d16.pth``, ``restorevar.pth``,
+  ``vae_restorevar.ckpt``). ``.safetensors`` files are always flat.
+
+A ``module.`` prefix left by DistributedDataParallel is removed in every layout.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    """Facts about one public checkpoint file (timm-style metadata kept as data)."""
+
+    filename: str
+    description: str
+    source: str
+    url: str
+    layout: str
+    arch: str
+
+
+OFFICIAL_CHECKPOINTS = {
+    'vae_ch160v4096z32': OfficialCheckpoint(
+        filename='vae_ch160v4096z32.pth',
+        description='VAR multi-scale VQVAE (ch 160, vocab 4096, z 32), 108,948,355 parameters',
+        source='Hugging Face repo FoundationVision/var (main branch)',
+        url='https://huggingface.co/FoundationVision/var/resolve/main/vae_ch160v4096z32.pth',
+        layout='flat',
+        arch='MultiScaleVQVAE'),
+    'var_d16': OfficialCheckpoint(
+        filename='var_d16.pth',
+        description='base VAR-d16 transformer (256 px, with AdaLN); stage-1 initialisation',
+        source='Hugging Face repo FoundationVision/var (main branch)',
+        url='https://huggingface.co/FoundationVision/var/resolve/main/var_d16.pth',
+        layout='flat',
+        arch='RestoreVARTransformer'),
+    'vae_restorevar': OfficialCheckpoint(
+        filename='vae_restorevar.ckpt',
+        description='RestoreVAR VQVAE with the decoder fine-tuned on continuous latents (flat dict)',
+        source='RestoreVAR checkpoint archive (JHU SharePoint link in github.com/sudraj2002/RestoreVAR README)',
+        url='https://github.com/sudraj2002/RestoreVAR#checkpoints',
+        layout='flat',
+        arch='MultiScaleVQVAE'),
+    'restorevar': OfficialCheckpoint(
+        filename='restorevar.pth',
+        description='RestoreVAR transformer + latent refiner (594 keys, flat)',
+        source='RestoreVAR checkpoint archive (JHU SharePoint link in github.com/sudraj2002/RestoreVAR README)',
+        url='https://github.com/sudraj2002/RestoreVAR#checkpoints',
+        layout='flat',
+        arch='RestoreVARTransformer+LatentRefinerTransformer'),
+}
+
+
+def _where_to_get(path):
+    name = Path(path).name
+    for info in OFFICIAL_CHECKPOINTS.values():
+        if info.filename == name:
+            return f' It is the official {info.description}; get it from {info.source} ({info.url}).'
+    return ''
+
+
+def resolve_checkpoint(path, root=None):
+    """Return ``path`` as an existing :class:`~pathlib.Path`, relative paths taken against ``root``.
+
+    Raises:
+        FileNotFoundError: naming the file, the absolute location looked at, and (for official
+            files) where to download it.
+    """
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and root is not None:
+        candidate = Path(root) / candidate
+    if not candidate.is_file():
+        raise FileNotFoundError(f'Checkpoint {Path(path).name!r} not found: looked for {candidate.resolve()}.'
+                                f'{_where_to_get(path)}')
+    return candidate
+
+
+def _strip_prefix(state_dict, prefix):
+    if state_dict and all(key.startswith(prefix) for key in state_dict):
+        return {key[len(prefix):]: value for key, value in state_dict.items()}
+    return state_dict
+
+
+def detect_layout(obj):
+    """Name of the checkpoint layout of a loaded object (see the module docstring)."""
+    if not isinstance(obj, dict):
+        raise TypeError(f'expected a dict-like checkpoint, got {type(obj).__name__}')
+    if 'params' in obj or 'params_ema' in obj:
+        return 'basicsr'
+    if isinstance(obj.get('state_dict'), dict):
+        return 'lightning'
+    if isinstance(obj.get('trainer'), dict) and 'var_wo_ddp' in obj['trainer']:
+        return 'var_trainer'
+    if all(isinstance(value, torch.Tensor) for value in obj.values()):
+        return 'flat'
+    raise ValueError(f'unrecognised checkpoint layout with top-level keys {sorted(obj)[:8]}')
+
+
+def load_state_dict(path, param_key='params', map_location='cpu', root=None):
+    """Load the weights of any supported checkpoint file as a flat state dict.
+
+    Args:
+        path (str | Path): The checkpoint file (``.pth``, ``.ckpt`` or ``.safetensors``).
+        param_key (str): For the ``basicsr`` layout, ``'params'`` or ``'params_ema'`` (falls back to
+            the other when missing).
+        map_location: Passed to :func:`torch.load`.
+        root (str | Path | None): Base for a relative ``path``.
+
+    Returns:
+        tuple[dict[str, Tensor], str]: The state dict and the detected layout name.
+    """
+    path = resolve_checkpoint(path, root)
+    if path.suffix == '.safetensors':
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device=str(map_location)), 'flat'
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle of arbitrary objects, truncated file, not a torch file
+        raise ValueError(f'Cannot read checkpoint {path}: {error}') from error
+    layout = detect_layout(obj)
+    if layout == 'basicsr':
+        key = param_key if param_key in obj else ('params' if 'params' in obj else 'params_ema')
+        state_dict = obj[key]
+    elif layout == 'lightning':
+        state_dict = _strip_prefix(obj['state_dict'], 'net.')
+    elif layout == 'var_trainer':
+        state_dict = obj['trainer']['var_wo_ddp']
+    else:
+        state_dict = obj
+    return _strip_prefix(dict(state_dict), 'module.'), layout

@@ -1,0 +1,52 @@
+"""Packaging for restorevar_plugin.
+
+Install torch first, then this package without build isolation, so that basicsr's
+``setup_requires=['cython', 'numpy', 'torch']`` is satisfied by the environment instead of a
+second multi-GB torch in a temporary build environment (see README, "Install").
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = (HERE / 'restorevar_plugin' / 'VERSION').read_text().strip()
+
+setup(
+    name='restorevar_plugin',
+    version=VERSION,
+    description='RestoreVAR (visual autoregressive all-in-one restoration) and baselines as a BasicSR plugin',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['restorevar_plugin', 'restorevar_plugin.*']),
+    package_data={'restorevar_plugin': ['VERSION']},
+    include_package_data=True,
+    python_requires='>=3.9,<3.13',
+    install_requires=[
+        'basicsr==1.4.2',
+        'torch>=2.1,<=2.14.1',
+        'torchvision>=0.16,<=0.29.1',
+        'numpy>=1.23',
+        'einops>=0.7',
+        'lpips>=0.1.4',
+        'pyiqa>=0.1.13,<0.2',
+        'pyyaml>=6.0',
+        'opencv-python>=4.8',
+        'scikit-image>=0.21',
+        'tqdm>=4.60',
+        'tensorboard>=2.10',
+        'safetensors>=0.4',
+        'setuptools>=77,<81',
+    ],
+    extras_require={
+        'test': ['pytest>=7.4', 'pytest-timeout>=2.2'],
+    },
+    entry_points={
+        'console_scripts': ['basicsr = restorevar_plugin.cli:main'],
+        'basicsr.plugins': ['restorevar_plugin = restorevar_plugin'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)
