@@ -10,6 +10,7 @@ import sys
 from importlib import metadata
 
 from restorevar_plugin.commands import COMMAND_MODULES
+from restorevar_plugin.registry_utils import UnknownRegistryNameError
 
 PLUGIN_GROUP = 'basicsr.plugins'
 
@@ -47,7 +48,11 @@ def main(argv=None):
 
     load_plugins()
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (UnknownRegistryNameError, FileNotFoundError) as error:
+        print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

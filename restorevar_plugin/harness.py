@@ -1,0 +1,216 @@
+"""Run BasicSR's own ``train_pipeline`` / ``test_pipeline`` with the plugin's fixes.
+
+BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one pipeline runs,
+:func:`basicsr_runtime` replaces exactly three names inside basicsr's modules and restores them
+afterwards (nothing is patched at import time):
+
+* ``basicsr.utils.options.init_dist`` -> :func:`init_dist`: the backend is ``nccl`` with a GPU and
+  ``gloo`` without (``dist_params.backend`` overrides), no CUDA device arithmetic on CPU;
+* ``basicsr.{train,test}.parse_options`` -> BasicSR's parser followed by :func:`finalize_options`:
+  one root for every relative path, registry names checked with close-match hints, GPU-only options
+  downgraded on a CPU-only machine;
+* ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
+  run's root and loaded onto the run's device (CPU included).
+
+The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
+resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
+``dataroot`` or ending in ``_root``, ``_dir``, ``_dirs``, ``_file``, ``_folder``, ``_path``),
+``path.pretrain_*``, ``path.resume_state`` and ``--auto_resume``'s search.
+"""
+import contextlib
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from basicsr.utils import check_resume, scandir
+
+from restorevar_plugin.registry_utils import require_registered
+
+PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
+
+
+def init_dist(launcher, backend=None, port=None, **kwargs):
+    """Initialise ``torch.distributed`` for ``torchrun`` (``pytorch``) or ``slurm`` launches.
+
+    Args:
+        launcher (str): ``'pytorch'`` (reads ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` set by torchrun) or
+            ``'slurm'`` (reads ``SLURM_*``).
+        backend (str | None): ``nccl``/``gloo``; None picks ``nccl`` with a GPU, ``gloo`` without.
+        port (int | None): Master port for slurm (default: ``MASTER_PORT`` or 29500).
+        **kwargs: Passed to :func:`torch.distributed.init_process_group`.
+    """
+    has_gpu = torch.cuda.is_available()
+    backend = backend or ('nccl' if has_gpu else 'gloo')
+    if launcher == 'slurm':
+        proc_id = int(os.environ['SLURM_PROCID'])
+        node_list = os.environ['SLURM_NODELIST']
+        first_host = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+        os.environ['MASTER_PORT'] = str(port) if port is not None else os.environ.get('MASTER_PORT', '29500')
+        os.environ['MASTER_ADDR'] = first_host
+        os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+        os.environ['RANK'] = str(proc_id)
+        gpus_per_node = max(torch.cuda.device_count(), 1)
+        os.environ['LOCAL_RANK'] = str(proc_id % gpus_per_node)
+    elif launcher != 'pytorch':
+        raise ValueError(f'--launcher must be none, pytorch or slurm; got {launcher!r}')
+    if has_gpu:
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def _resolve(value, root):
+    if isinstance(value, str) and value and '://' not in value:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else Path(root) / path)
+    if isinstance(value, list):
+        return [_resolve(item, root) for item in value]
+    return value
+
+
+def _is_path_key(key):
+    return key.startswith('dataroot') or key.endswith(PATH_SUFFIXES)
+
+
+def resolve_option_paths(opt, root):
+    """Make dataset paths, ``path.pretrain_*`` and ``path.resume_state`` absolute against ``root`` (in place)."""
+    for dataset_opt in (opt.get('datasets') or {}).values():
+        for key, value in dataset_opt.items():
+            if _is_path_key(key):
+                dataset_opt[key] = _resolve(value, root)
+    for key, value in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_') or key == 'resume_state':
+            opt['path'][key] = _resolve(value, root)
+
+
+def check_registry_names(opt):
+    """Fail early, with close-match hints, on a ``type`` no BasicSR registry holds."""
+    require_registered('model', opt.get('model_type', 'SRModel'), 'model_type')
+    for key, value in opt.items():
+        if key.startswith('network_') and isinstance(value, dict):
+            require_registered('arch', value.get('type'), f'{key}.type')
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        require_registered('dataset', dataset_opt.get('type'), f'datasets.{phase}.type')
+    for key, value in (opt.get('train') or {}).items():
+        if key.endswith('_opt') and isinstance(value, dict) and 'type' in value:
+            require_registered('loss', value['type'], f'train.{key}.type')
+    for label, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
+        require_registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
+
+
+def finalize_options(opt, root):
+    """Post-process BasicSR's parsed options for the plugin (see the module docstring)."""
+    opt['root_path'] = str(root)
+    resolve_option_paths(opt, root)
+    check_registry_names(opt)
+    train_opt = (opt.get('datasets') or {}).get('train') or {}
+    if train_opt.get('prefetch_mode') == 'cuda' and not torch.cuda.is_available():
+        print('prefetch_mode: cuda needs a GPU; using the CPU prefetcher.', flush=True)
+        train_opt['prefetch_mode'] = 'cpu'
+    return opt
+
+
+def load_resume_state(opt):
+    """Find (``--auto_resume``) or read (``path.resume_state``) the training state, on the run's device.
+
+    ``--auto_resume`` takes the highest-iteration ``*.state`` in ``<root>/experiments/<name>/training_states``.
+    A state that cannot be read raises instead of starting over (which would archive the experiment).
+    """
+    state_path = None
+    if opt['auto_resume']:
+        state_dir = opt['path']['training_states']
+        if os.path.isdir(state_dir):
+            states = list(scandir(state_dir, suffix='.state', recursive=False, full_path=False))
+            if states:
+                latest = max(int(name.split('.state')[0]) for name in states)
+                state_path = os.path.join(state_dir, f'{latest}.state')
+                opt['path']['resume_state'] = state_path
+    elif opt['path'].get('resume_state'):
+        state_path = opt['path']['resume_state']
+    if state_path is None:
+        return None
+    if not os.path.isfile(state_path):
+        raise FileNotFoundError(f'path.resume_state: no training state at {state_path}')
+    on_gpu = opt['num_gpu'] != 0 and torch.cuda.is_available()
+    device = torch.device('cuda', torch.cuda.current_device()) if on_gpu else torch.device('cpu')
+    try:
+        resume_state = torch.load(state_path, map_location=device, weights_only=True)
+    except Exception as error:
+        raise RuntimeError(f'Cannot read training state {state_path} to resume from: {error}') from error
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def _dist_params(option_file):
+    with open(option_file, encoding='utf-8') as handle:
+        return (yaml.safe_load(handle) or {}).get('dist_params') or {}
+
+
+@contextlib.contextmanager
+def _replaced(module, name, value):
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def basicsr_runtime(root, option_file, basicsr_argv):
+    """Scope in which BasicSR's pipelines run with our fixes; see the module docstring.
+
+    Args:
+        root (Path): The run's root directory.
+        option_file (str): The option YAML (its ``dist_params`` choose the backend).
+        basicsr_argv (list[str]): Arguments for BasicSR's own parser (``-opt`` etc.).
+    """
+    import basicsr.test
+    import basicsr.train
+    import basicsr.utils.options as options_module
+
+    original_parse = options_module.parse_options
+
+    def parse_options(root_path, is_train=True):
+        opt, args = original_parse(root_path, is_train)
+        return finalize_options(opt, root_path), args
+
+    dist_params = {key: value for key, value in _dist_params(option_file).items() if key in ('backend', 'port')}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_replaced(sys, 'argv', [sys.argv[0], *basicsr_argv]))
+        stack.enter_context(_replaced(options_module, 'init_dist', functools.partial(init_dist, **dist_params)))
+        stack.enter_context(_replaced(basicsr.train, 'parse_options', parse_options))
+        stack.enter_context(_replaced(basicsr.test, 'parse_options', parse_options))
+        stack.enter_context(_replaced(basicsr.train, 'load_resume_state', load_resume_state))
+        yield
+
+
+def run_pipeline(kind, args):
+    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` for parsed CLI ``args``.
+
+    Args:
+        kind (str): ``'train'`` or ``'test'``.
+        args (argparse.Namespace): ``opt``, ``launcher``, ``auto_resume``, ``debug``, ``force_yml``,
+            ``root``.
+    """
+    from basicsr.test import test_pipeline
+    from basicsr.train import train_pipeline
+
+    option_file = os.path.abspath(args.opt)
+    if not os.path.isfile(option_file):
+        raise FileNotFoundError(f'-opt: option file not found: {option_file}')
+    root = Path(args.root or os.getcwd()).resolve()
+    basicsr_argv = ['-opt', option_file, '--launcher', args.launcher]
+    if getattr(args, 'auto_resume', False):
+        basicsr_argv.append('--auto_resume')
+    if args.debug:
+        basicsr_argv.append('--debug')
+    if args.force_yml:
+        basicsr_argv += ['--force_yml', *args.force_yml]
+    pipeline = train_pipeline if kind == 'train' else test_pipeline
+    with basicsr_runtime(root, option_file, basicsr_argv):
+        pipeline(str(root))

@@ -1,0 +1,267 @@
+"""``PluginBaseModel``: BasicSR's ``BaseModel`` with what 1.4.2 lacks for our recipes.
+
+Every model of the plugin derives from it. It adds, all driven from YAML:
+
+* device handling: DDP on CPU (gloo, no ``device_ids``) and GPU, DataParallel only for ``num_gpu > 1``;
+* optimizers: any ``torch.optim`` class (``AdamW`` ...) with parameter groups
+  (``no_decay_keywords``, ``lr_mult``), see :meth:`build_optimizer`;
+* schedulers: BasicSR's two plus :mod:`~restorevar_plugin.models.lr_schedulers`;
+* mixed precision (``train.amp: fp16 | bf16``) on GPU only, with a ``GradScaler`` whose state is saved in
+  and restored from the ``.state`` file; gradient clipping (``train.grad_clip``);
+* EMA of parameters *and* buffers;
+* checkpoints written atomically (a crash never leaves a half-written ``.pth`` / ``.state``) and read
+  with :func:`restorevar_plugin.weights.load_state_dict` (BasicSR, Lightning, VAR and flat layouts).
+"""
+import contextlib
+import os
+import random
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from basicsr.models import lr_scheduler as basicsr_lr_scheduler
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from restorevar_plugin.models.lr_schedulers import SCHEDULERS
+from restorevar_plugin.weights import load_state_dict
+
+AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+BASICSR_SCHEDULERS = {
+    'MultiStepLR': basicsr_lr_scheduler.MultiStepRestartLR,
+    'MultiStepRestartLR': basicsr_lr_scheduler.MultiStepRestartLR,
+    'CosineAnnealingRestartLR': basicsr_lr_scheduler.CosineAnnealingRestartLR,
+}
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to a temporary file next to ``path``, then rename: the file is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(handle)
+    try:
+        torch.save(obj, tmp_name)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+
+
+def rng_state():
+    """Python, NumPy and torch CPU generator states, in types ``torch.load(weights_only=True)`` accepts."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state['state']['key'] = numpy_state['state']['key'].tolist()
+    return {'python': random.getstate(), 'numpy': numpy_state, 'torch': torch.get_rng_state()}
+
+
+def set_rng_state(state):
+    """Restore the generator states saved by :func:`rng_state`."""
+    random.setstate(state['python'])
+    numpy_state = dict(state['numpy'])
+    numpy_state['state'] = dict(numpy_state['state'], key=np.asarray(numpy_state['state']['key'], dtype=np.uint32))
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state['torch'].cpu())
+
+
+def param_groups(named_parameters, weight_decay=0.0, no_decay_keywords=None, lr_mult=None):
+    """Split trainable parameters into optimizer groups by weight decay and learning-rate multiplier.
+
+    With ``no_decay_keywords`` given (VAR's rule), a parameter gets no weight decay when it is 1-D, its
+    name ends in ``bias`` or contains one of the keywords; 0-D scalars keep the decay, as in the
+    reference. ``lr_mult`` maps a name substring to a learning-rate multiplier (first match wins).
+
+    Args:
+        named_parameters (Iterable[tuple[str, Parameter]]): e.g. ``net.named_parameters()``.
+        weight_decay (float): Decay of the decayed group.
+        no_decay_keywords (list[str] | None): None puts every parameter in the decayed group.
+        lr_mult (dict[str, float] | None): Name substring -> multiplier.
+
+    Returns:
+        list[dict]: Groups with ``params``, ``weight_decay``, ``lr_mult`` and ``names``.
+    """
+    groups = defaultdict(list)
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        no_decay = no_decay_keywords is not None and (
+            param.ndim == 1 or name.endswith('bias') or any(key in name for key in no_decay_keywords))
+        mult = next((value for key, value in (lr_mult or {}).items() if key in name), 1.0)
+        groups[(0.0 if no_decay else weight_decay, mult)].append((name, param))
+    return [{
+        'params': [param for _, param in members],
+        'names': [name for name, _ in members],
+        'weight_decay': decay,
+        'lr_mult': mult,
+    } for (decay, mult), members in groups.items()]
+
+
+class PluginBaseModel(BaseModel):
+    """BaseModel with optimizers, schedulers, AMP, clipping, EMA and safe checkpoints from YAML.
+
+    Subclasses call :meth:`build_optimizer` in ``setup_optimizers``, wrap forward passes in
+    :meth:`autocast` and replace ``loss.backward(); optimizer.step()`` by :meth:`backward_and_step`.
+    """
+
+    def __init__(self, opt):
+        train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
+        self.amp_dtype = self._select_amp_dtype(train_opt.get('amp'), on_gpu=opt['num_gpu'] != 0)
+        self.grad_clip = train_opt.get('grad_clip')
+        self.grad_scaler = torch.amp.GradScaler(
+            'cuda', enabled=self.amp_dtype == torch.float16, **train_opt.get('grad_scaler', {}))
+        super().__init__(opt)
+
+    @staticmethod
+    def _select_amp_dtype(amp, on_gpu):
+        if amp in (None, False, 'fp32', 'none'):
+            return None
+        if amp not in AMP_DTYPES:
+            raise ValueError(f'train.amp must be one of fp16, bf16, fp32 or null; got {amp!r}')
+        if not on_gpu:
+            get_root_logger().info(f'train.amp: {amp} requested but no GPU is used: training in fp32.')
+            return None
+        return AMP_DTYPES[amp]
+
+    def autocast(self):
+        """Context manager: autocast to the configured AMP dtype on GPU, nothing on CPU / fp32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type='cuda', dtype=self.amp_dtype)
+
+    def backward_and_step(self, loss, optimizer, parameters=None):
+        """Backward (scaled for fp16), optional clipping of ``parameters``, optimizer step, scaler update.
+
+        Args:
+            loss (Tensor): Scalar loss.
+            optimizer (Optimizer): The optimizer to step (its gradients must have been zeroed).
+            parameters (Iterable[Tensor] | None): Clipped to ``train.grad_clip`` when set; defaults to
+                every parameter of ``optimizer``.
+
+        Returns:
+            float | None: The total gradient norm before clipping, when clipping is on.
+        """
+        self.grad_scaler.scale(loss).backward()
+        grad_norm = None
+        if self.grad_clip:
+            self.grad_scaler.unscale_(optimizer)
+            if parameters is None:
+                parameters = [p for group in optimizer.param_groups for p in group['params']]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip))
+        self.grad_scaler.step(optimizer)
+        self.grad_scaler.update()
+        return grad_norm
+
+    def model_to_device(self, net):
+        """Move ``net`` to the device; wrap in DDP (``device_ids`` only on GPU) or DataParallel."""
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        elif self.opt['num_gpu'] > 1:
+            net = DataParallel(net)
+        return net
+
+    def build_optimizer(self, named_parameters, optim_opt, label='optim_g'):
+        """Build any ``torch.optim`` optimizer from an option block, with parameter groups.
+
+        Args:
+            named_parameters (Iterable[tuple[str, Parameter]]): Trainable candidates.
+            optim_opt (dict): ``type`` (a ``torch.optim`` class name), ``lr`` and the optimizer's kwargs,
+                plus ``no_decay_keywords`` and ``lr_mult`` (see :func:`param_groups`). Not modified.
+            label (str): Option name, for error messages.
+        """
+        optim_opt = dict(optim_opt)
+        optim_type = optim_opt.pop('type')
+        optim_class = getattr(torch.optim, optim_type, None)
+        if not (isinstance(optim_class, type) and issubclass(optim_class, torch.optim.Optimizer)):
+            raise ValueError(f'train.{label}.type: {optim_type!r} is not a torch.optim optimizer')
+        lr = float(optim_opt.pop('lr'))
+        weight_decay = float(optim_opt.pop('weight_decay', 0.0))
+        groups = param_groups(named_parameters, weight_decay, optim_opt.pop('no_decay_keywords', None),
+                              optim_opt.pop('lr_mult', None))
+        if not groups:
+            raise ValueError(f'train.{label}: no trainable parameter to optimize')
+        logger = get_root_logger()
+        for group in groups:
+            group['lr'] = lr * group['lr_mult']
+            logger.info(f'{label} group: lr {group["lr"]:.3g}, weight_decay {group["weight_decay"]}, '
+                        f'{len(group["params"])} tensors')
+        return optim_class(groups, lr=lr, weight_decay=weight_decay, **optim_opt)
+
+    def setup_schedulers(self):
+        """One scheduler per optimizer from ``train.scheduler`` (BasicSR's names or ours)."""
+        scheduler_opt = dict(self.opt['train']['scheduler'])
+        scheduler_type = scheduler_opt.pop('type')
+        scheduler_class = SCHEDULERS.get(scheduler_type) or BASICSR_SCHEDULERS.get(scheduler_type)
+        if scheduler_class is None:
+            known = ', '.join(sorted({**SCHEDULERS, **BASICSR_SCHEDULERS}))
+            raise ValueError(f'train.scheduler.type: unknown scheduler {scheduler_type!r}; known: {known}')
+        for optimizer in self.optimizers:
+            self.schedulers.append(scheduler_class(optimizer, **scheduler_opt))
+
+    def model_ema(self, decay=0.999):
+        """EMA of ``net_g`` into ``net_g_ema``: parameters are averaged, buffers copied."""
+        net_g = self.get_bare_model(self.net_g)
+        with torch.no_grad():
+            ema_params = dict(self.net_g_ema.named_parameters())
+            for name, param in net_g.named_parameters():
+                ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
+            ema_buffers = dict(self.net_g_ema.named_buffers())
+            for name, buffer in net_g.named_buffers():
+                ema_buffers[name].copy_(buffer)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """Load weights of any supported layout (see :mod:`restorevar_plugin.weights`) into ``net``."""
+        net = self.get_bare_model(net)
+        state_dict, layout = load_state_dict(load_path, param_key=param_key or 'params')
+        get_root_logger().info(f'Loading {net.__class__.__name__} from {load_path} ({layout} layout, '
+                               f'param key {param_key}).')
+        self._print_different_keys_loading(net, state_dict, strict)
+        net.load_state_dict(state_dict, strict=strict)
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """Save one or several networks as ``{param_key: state_dict}`` into ``models/``, atomically."""
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
+        save_dict = {}
+        for net_, key in zip(nets, keys):
+            state_dict = self.get_bare_model(net_).state_dict()
+            save_dict[key] = {name.removeprefix('module.'): value.cpu() for name, value in state_dict.items()}
+        suffix = 'latest' if current_iter == -1 else current_iter
+        atomic_torch_save(save_dict, Path(self.opt['path']['models']) / f'{net_label}_{suffix}.pth')
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        """Save optimizers, schedulers, the AMP scaler and RNG states to ``<iter>.state``, atomically."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [optimizer.state_dict() for optimizer in self.optimizers],
+            'schedulers': [scheduler.state_dict() for scheduler in self.schedulers],
+            'grad_scaler': self.grad_scaler.state_dict(),
+            'rng': rng_state(),
+        }
+        atomic_torch_save(state, Path(self.opt['path']['training_states']) / f'{current_iter}.state')
+
+    def resume_training(self, resume_state):
+        """Restore optimizers, schedulers, the AMP scaler and RNG states from a ``.state`` dict."""
+        for kind, objects in (('optimizers', self.optimizers), ('schedulers', self.schedulers)):
+            if len(resume_state[kind]) != len(objects):
+                raise ValueError(f'resume state holds {len(resume_state[kind])} {kind}, this model has '
+                                 f'{len(objects)}: the option file changed since the state was saved')
+            for obj, state in zip(objects, resume_state[kind]):
+                obj.load_state_dict(state)
+        if resume_state.get('grad_scaler'):
+            self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
+        if resume_state.get('rng'):
+            set_rng_state(resume_state['rng'])

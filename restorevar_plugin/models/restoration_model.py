@@ -1,0 +1,63 @@
+"""``RestorationModel``: image-to-image restoration (PromptIR-style baselines, any BasicSR arch).
+
+BasicSR's ``SRModel`` (losses ``pixel_opt`` / ``perceptual_opt``, EMA, validation with BasicSR metrics)
+on top of :class:`PluginBaseModel` (AdamW with parameter groups, our schedulers, AMP on GPU, gradient
+clipping, atomic checkpoints). At test time inputs are reflect-padded to a multiple of
+``val.size_multiple`` (for archs with down-sampling or windows) and the output is cropped back.
+"""
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from restorevar_plugin.models.plugin_base_model import PluginBaseModel
+
+
+@MODEL_REGISTRY.register()
+class RestorationModel(PluginBaseModel, SRModel):
+    """Supervised restoration model: ``net_g(lq) -> result``, images ``(B, 3, H, W)`` in [0, 1]."""
+
+    def setup_optimizers(self):
+        """``train.optim_g`` over the trainable parameters of ``net_g``."""
+        self.optimizer_g = self.build_optimizer(self.get_bare_model(self.net_g).named_parameters(),
+                                                self.opt['train']['optim_g'])
+        self.optimizers.append(self.optimizer_g)
+
+    def optimize_parameters(self, current_iter):
+        """One step: forward under autocast, pixel (+ perceptual) loss, clipped (scaled) step, EMA."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        output = self.output.float()
+        loss_dict = OrderedDict()
+        l_total = 0
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+                    l_total = l_total + value
+        grad_norm = self.backward_and_step(l_total, self.optimizer_g)
+        if grad_norm is not None:
+            loss_dict['grad_norm'] = torch.tensor(grad_norm, device=self.device)
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``."""
+        net = getattr(self, 'net_g_ema', None) or self.net_g
+        multiple = (self.opt.get('val') or {}).get('size_multiple', 1)
+        height, width = self.lq.shape[-2:]
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        lq = F.pad(self.lq, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else self.lq
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(lq)[..., :height, :width]
+        net.train(was_training)
