@@ -1,0 +1,389 @@
+"""RestoreVAR transformer: next-scale prediction conditioned on the degraded image (official layout).
+
+A VAR-d16 without AdaLN and without absolute positions: each block is
+``x += DP(SA(LN(x))); x += DP(FFN(LN(x))); x += DP(gain * CA(x, cond))`` with one non-affine LayerNorm
+(eps 1e-6) serving SA and FFN, L2-norm attention, 2D RoPE, and a zero-gated cross-attention to the
+degraded image's VQVAE encoder features (before ``quant_conv``). The start token is
+``class_emb[num_classes] + global_embed_gain * global_embed(mean(cond_proj4(c)))``; ``lvl_embed`` marks
+the scale of every token. Facts: ``reference_implementations.md`` sections 3 and 6.
+
+Official buffers. ``restorevar.pth`` stores six kinds of buffers that are pure functions of the
+configuration: ``freqs_cis`` and ``freqs_cis_cross`` (complex RoPE tables), ``attn_bias_for_masking``
+(the 2240 x 2240 block-causal mask, 20 MB in float32), ``lvl_1L``, ``lvl_1L_cond`` (level ids) and
+``blocks.N.attn.zero_k_bias`` (zeros). This module keeps the RoPE tables and level ids as
+**non-persistent** buffers under its own names (``rope``, ``rope_cond``, ``level_ids``), builds the
+block-causal mask on the fly as a boolean ``(L, L)`` tensor (5 MB at 512 px, only in teacher forcing), and
+never materialises the zero key bias. Our state dict therefore holds parameters only (334 keys at the
+official config). :func:`restorevar_plugin.official_checkpoints.load_official_restorevar` compares every
+stored official buffer with :meth:`RestoreVARTransformer.official_buffers` (a mismatch means another
+``patch_nums`` or head size and raises) and drops it, then loads the parameters strictly.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+from basicsr.archs.swinir_arch import DropPath
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import ARCH_REGISTRY
+from einops import rearrange
+from torch import nn
+
+from restorevar_plugin.weights import load_state_dict
+from .layers.attention import GatedCrossAttention, SelfAttention
+from .layers.ffn import FFN
+from .layers.kv_cache import KVCache
+from .layers.rope2d import grid_rope_table, multiscale_rope_table
+
+RESTOREVAR_PATCH_NUMS = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
+
+# Modules RestoreVAR adds to base VAR (top level, and in every block): fresh after `load_var_pretrained`.
+NEW_MODULE_PREFIXES = ('global_embed', 'cond_proj4.', 'word_embed_cond.', 'lvl_embed_cond.')
+NEW_BLOCK_MODULE_PREFIX = 'cross_attn.'
+# Base-VAR keys with no counterpart here (AdaLN, absolute positions, recomputable buffers).
+BASE_VAR_DROPPED_KEYS = ('pos_start', 'pos_1LC', 'attn_bias_for_masking', 'lvl_1L')
+
+
+def _is_new_module_key(key):
+    if key.startswith('blocks.'):
+        return key.split('.', 2)[2].startswith(NEW_BLOCK_MODULE_PREFIX)
+    return key.startswith(NEW_MODULE_PREFIXES)
+
+
+def _is_base_var_only_key(key):
+    return key in BASE_VAR_DROPPED_KEYS or 'ada_lin.' in key or key.endswith('attn.zero_k_bias')
+
+
+@dataclass
+class GenerationResult:
+    """Output of :meth:`RestoreVARTransformer.generate`.
+
+    Attributes:
+        indices (list[Tensor]): Per scale, the greedy token indices ``(B, pn * pn)`` int64.
+        f_hat (Tensor): ``(B, Cvae, G, G)`` discrete latent accumulated over all scales.
+        last_hidden (Tensor): ``(B, L, C)`` last block's output for every token (before ``head_nm``), the
+            latent refiner's condition.
+    """
+
+    indices: list
+    f_hat: torch.Tensor
+    last_hidden: torch.Tensor
+
+
+class RestoreVARBlock(nn.Module):
+    """One block: self-attention, FFN (sharing one non-affine LayerNorm), then gated cross-attention.
+
+    Args:
+        dim (int): Token channels C.
+        num_heads (int): Attention heads.
+        mlp_ratio (float): FFN hidden size / C.
+        drop_path (float): Stochastic-depth probability of the three residual branches.
+        norm_eps (float): Epsilon of the non-affine LayerNorm.
+    """
+
+    def __init__(self, dim, num_heads, mlp_ratio, drop_path, norm_eps):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=False)
+        self.attn = SelfAttention(dim, num_heads)
+        self.ffn = FFN(dim, round(dim * mlp_ratio))
+        self.cross_attn = GatedCrossAttention(dim, num_heads)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, rope, cond_kv, attn_mask=None, kv_cache=None):
+        """Args: x ``(B, N, C)``; rope ``(N, head_dim/2)`` complex; cond_kv from
+        :meth:`GatedCrossAttention.condition_kv`; attn_mask ``(N, N_keys)`` bool or None; kv_cache or None.
+
+        Returns:
+            Tensor: ``(B, N, C)``.
+        """
+        x = x + self.drop_path(self.attn(self.norm(x), rope, attn_mask=attn_mask, kv_cache=kv_cache))
+        x = x + self.drop_path(self.ffn(self.norm(x)))
+        return x + self.drop_path(self.cross_attn(x, rope, cond_kv))
+
+
+@ARCH_REGISTRY.register()
+class RestoreVARTransformer(nn.Module):
+    """RestoreVAR transformer (official ``restorevar.pth`` layout without ``vae_refiner.*``).
+
+    Args:
+        depth (int): Number of blocks; width defaults to ``64 * depth`` and heads to ``depth`` (head_dim 64).
+        vocab_size (int): VQVAE codebook size V.
+        z_channels (int): VQVAE latent channels Cvae (of the token inputs and of the condition).
+        patch_nums (Sequence[int]): Token-map side of every scale; ``patch_nums[-1]`` is the latent grid G.
+        drop_path_rate (float | None): Largest stochastic-depth rate (linear from 0 over the blocks);
+            None gives the official ``0.1 * depth / 24``.
+        rope_base (float): 2D RoPE base theta.
+        num_classes (int): Class-embedding size of base VAR; the start token always uses the null class
+            ``num_classes`` (``class_emb`` has ``num_classes + 1`` rows).
+        embed_dim (int | None): Override of the width C (tiny test configs); None gives ``64 * depth``.
+        num_heads (int | None): Override of the head count; None gives ``depth``.
+        mlp_ratio (float): FFN hidden size / C.
+        norm_eps (float): Epsilon of the non-affine LayerNorms.
+    """
+
+    def __init__(self,
+                 depth=16,
+                 vocab_size=4096,
+                 z_channels=32,
+                 patch_nums=RESTOREVAR_PATCH_NUMS,
+                 drop_path_rate=None,
+                 rope_base=10000.0,
+                 num_classes=1000,
+                 embed_dim=None,
+                 num_heads=None,
+                 mlp_ratio=4.0,
+                 norm_eps=1e-6):
+        super().__init__()
+        embed_dim = 64 * depth if embed_dim is None else embed_dim
+        num_heads = depth if num_heads is None else num_heads
+        drop_path_rate = 0.1 * depth / 24 if drop_path_rate is None else drop_path_rate
+        if embed_dim % num_heads or (embed_dim // num_heads) % 4:
+            raise ValueError(f'embed_dim {embed_dim} / num_heads {num_heads} must give a head size divisible by 4')
+        self.depth, self.embed_dim, self.num_heads = depth, embed_dim, num_heads
+        self.vocab_size, self.z_channels, self.num_classes = vocab_size, z_channels, num_classes
+        self.patch_nums = tuple(patch_nums)
+        self.rope_base = rope_base
+        self.grid = self.patch_nums[-1]
+        self.scale_spans = []
+        start = 0
+        for pn in self.patch_nums:
+            self.scale_spans.append((start, start + pn * pn))
+            start += pn * pn
+        self.seq_len = start
+
+        self.word_embed = nn.Linear(z_channels, embed_dim)
+        self.class_emb = nn.Embedding(num_classes + 1, embed_dim)
+        self.lvl_embed = nn.Embedding(len(self.patch_nums), embed_dim)
+        self.global_embed = nn.Linear(z_channels, embed_dim)
+        self.global_embed_gain = nn.Parameter(torch.tensor(0.0))
+        self.cond_proj4 = nn.Linear(z_channels, z_channels)
+        self.word_embed_cond = nn.Linear(z_channels, embed_dim)
+        self.lvl_embed_cond = nn.Embedding(1, embed_dim)
+
+        drop_path_rates = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()
+        self.blocks = nn.ModuleList(
+            [RestoreVARBlock(embed_dim, num_heads, mlp_ratio, rate, norm_eps) for rate in drop_path_rates])
+        self.head_nm = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
+        self.head = nn.Linear(embed_dim, vocab_size)
+
+        head_dim = embed_dim // num_heads
+        level_ids = torch.cat([torch.full((pn * pn, ), level) for level, pn in enumerate(self.patch_nums)])
+        self.register_buffer('level_ids', level_ids, persistent=False)
+        self.register_buffer('rope', multiscale_rope_table(self.patch_nums, head_dim, rope_base), persistent=False)
+        self.register_buffer('rope_cond', grid_rope_table(self.grid, head_dim, rope_base), persistent=False)
+        self.init_weights()
+
+    def init_weights(self):
+        """Official VAR initialisation of every Linear, Embedding and affine LayerNorm of this model.
+
+        Linear and Embedding weights ~ trunc_normal(std = sqrt(1 / (3 C))), Linear biases 0, LayerNorm
+        weight 1 and bias 0; then ``head.weight`` x 0.02 and every ``attn.proj`` / ``ffn.fc2`` weight
+        / sqrt(2 depth) (``cross_attn.out_proj`` is not rescaled, as in the official code). The gates
+        (``gain``, ``global_embed_gain``) start at 0, the temperatures at log 4 and ``q_bias`` / ``v_bias``
+        at 0 from their constructors.
+        """
+        std = math.sqrt(1 / (3 * self.embed_dim))
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.trunc_normal_(module.weight, std=std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+                if isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+            self.head.weight.mul_(0.02)
+            for block in self.blocks:
+                block.attn.proj.weight.div_(math.sqrt(2 * self.depth))
+                block.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
+
+    def block_causal_mask(self, length=None):
+        """Training mask: a token of scale i attends to every token of scales <= i.
+
+        Args:
+            length (int | None): Mask only the first ``length`` tokens (default: all L).
+
+        Returns:
+            Tensor: ``(length, length)`` bool, True where attention is allowed.
+        """
+        levels = self.level_ids[:length]
+        return levels[:, None] >= levels[None, :]
+
+    def official_buffers(self):
+        """The buffers the official ``restorevar.pth`` stores, recomputed from this configuration.
+
+        Returns:
+            dict[str, Tensor]: ``freqs_cis`` ``(L, head_dim/2)`` complex64, ``freqs_cis_cross``
+            ``(G*G, head_dim/2)`` complex64, ``attn_bias_for_masking`` ``(1, 1, L, L)`` float32 (0 or -inf),
+            ``lvl_1L`` ``(1, L)`` int64, ``lvl_1L_cond`` ``(1, G*G)`` int64 (zeros) and
+            ``blocks.N.attn.zero_k_bias`` ``(C,)`` zeros.
+        """
+        mask = self.block_causal_mask()
+        additive_mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, -math.inf)
+        buffers = {
+            'freqs_cis': self.rope,
+            'freqs_cis_cross': self.rope_cond,
+            'attn_bias_for_masking': additive_mask[None, None],
+            'lvl_1L': self.level_ids[None],
+            'lvl_1L_cond': torch.zeros(1, self.grid**2, dtype=torch.long, device=mask.device),
+        }
+        for index in range(self.depth):
+            buffers[f'blocks.{index}.attn.zero_k_bias'] = torch.zeros(self.embed_dim, device=mask.device)
+        return buffers
+
+    def _check_cond(self, cond):
+        expected = (self.z_channels, self.grid, self.grid)
+        if cond.ndim != 4 or tuple(cond.shape[1:]) != expected:
+            raise ValueError(f'cond must be (B, {", ".join(map(str, expected))}) VQVAE encoder features of the '
+                             f'degraded image (before quant_conv), got {tuple(cond.shape)}')
+
+    def _embed_condition(self, cond):
+        """Projected condition tokens ``(B, G*G, Cvae)`` and the cross-attention source ``(B, G*G, C)``."""
+        self._check_cond(cond)
+        cond_tokens = self.cond_proj4(rearrange(cond, 'b c h w -> b (h w) c'))
+        return cond_tokens, self.word_embed_cond(cond_tokens) + self.lvl_embed_cond.weight[0]
+
+    def _start_tokens(self, cond_tokens):
+        """``(B, patch_nums[0]**2, C)`` start tokens: null-class embedding + gated global condition vector."""
+        global_vector = self.global_embed_gain * self.global_embed(cond_tokens.mean(dim=1, keepdim=True))
+        first_len = self.scale_spans[0][1]
+        return (self.class_emb.weight[self.num_classes] + global_vector).expand(-1, first_len, -1)
+
+    def _run_blocks(self, x, rope, cond_kvs, attn_mask=None, kv_caches=None):
+        kv_caches = kv_caches or [None] * self.depth
+        for block, cond_kv, kv_cache in zip(self.blocks, cond_kvs, kv_caches):
+            x = block(x, rope, cond_kv, attn_mask=attn_mask, kv_cache=kv_cache)
+        return x
+
+    def logits(self, hidden):
+        """Token logits ``(B, N, V)`` float32 from last-block hidden states ``(B, N, C)``."""
+        return self.head(self.head_nm(hidden)).float()
+
+    def forward(self, cond, teacher_input):
+        """Teacher-forced logits of every scale (stage-1 training).
+
+        Args:
+            cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features,
+                ``MultiScaleVQVAE.encode_features(degraded)``.
+            teacher_input (Tensor): ``(B, L - patch_nums[0]**2, Cvae)`` ground-truth inputs of scales 1..,
+                ``MultiScaleVQVAE.indices_to_teacher_input(gt_indices)``.
+
+        Returns:
+            Tensor: ``(B, L, V)`` float32 logits.
+        """
+        expected = (cond.shape[0], self.seq_len - self.scale_spans[0][1], self.z_channels)
+        if tuple(teacher_input.shape) != expected:
+            raise ValueError(f'teacher_input must be {expected} (from indices_to_teacher_input), '
+                             f'got {tuple(teacher_input.shape)}')
+        cond_tokens, cond_seq = self._embed_condition(cond)
+        x = torch.cat([self._start_tokens(cond_tokens), self.word_embed(teacher_input)], dim=1)
+        x = x + self.lvl_embed(self.level_ids)
+        mask = self.block_causal_mask()
+        for block in self.blocks:
+            x = block(x, self.rope, block.cross_attn.condition_kv(cond_seq, self.rope_cond), attn_mask=mask)
+        return self.logits(x)
+
+    def _check_vqvae(self, vqvae):
+        mine = (self.patch_nums, self.vocab_size, self.z_channels)
+        theirs = (tuple(vqvae.patch_nums), vqvae.vocab_size, vqvae.z_channels)
+        if mine != theirs:
+            raise ValueError(f'vqvae (patch_nums, vocab_size, z_channels) = {theirs} does not match the '
+                             f'transformer\'s {mine}')
+
+    @torch.no_grad()
+    def generate(self, cond, vqvae, use_kv_cache=True):
+        """Greedy (argmax) next-scale generation of the restored latent.
+
+        The cross-attention keys/values of the condition are computed once per image for every block and
+        reused at all scales. With ``use_kv_cache`` each scale runs only its own tokens against the cached
+        keys/values of earlier scales; without it the whole prefix is recomputed at every scale under the
+        block-causal mask (same result, more compute).
+
+        Args:
+            cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features (``vqvae.encode_features``).
+            vqvae (MultiScaleVQVAE): Supplies ``embed_indices`` and ``next_scale_input``; its patch_nums,
+                vocab_size and z_channels must match this transformer's.
+            use_kv_cache (bool): Cache self-attention keys/values across scales.
+
+        Returns:
+            GenerationResult: per-scale indices, the discrete ``f_hat`` ``(B, Cvae, G, G)`` and the last
+            block's hidden states ``(B, L, C)``.
+        """
+        self._check_vqvae(vqvae)
+        cond_tokens, cond_seq = self._embed_condition(cond)
+        cond_kvs = [block.cross_attn.condition_kv(cond_seq, self.rope_cond) for block in self.blocks]
+        kv_caches = [KVCache() for _ in self.blocks] if use_kv_cache else None
+        level_embeddings = self.lvl_embed(self.level_ids)
+        tokens = self._start_tokens(cond_tokens) + level_embeddings[:self.scale_spans[0][1]]
+        f_hat = cond.new_zeros(cond.shape[0], self.z_channels, self.grid, self.grid)
+        prefix, indices, hidden = [], [], []
+        for scale, (start, end) in enumerate(self.scale_spans):
+            if use_kv_cache:
+                x = self._run_blocks(tokens, self.rope[start:end], cond_kvs, kv_caches=kv_caches)
+            else:
+                prefix.append(tokens)
+                x = self._run_blocks(
+                    torch.cat(prefix, dim=1), self.rope[:end], cond_kvs, attn_mask=self.block_causal_mask(end))
+                x = x[:, start:]
+            hidden.append(x)
+            indices.append(self.logits(x).argmax(dim=-1))
+            f_hat, next_input = vqvae.next_scale_input(scale, f_hat, vqvae.embed_indices(indices[-1], scale))
+            if next_input is not None:
+                next_end = self.scale_spans[scale + 1][1]
+                tokens = self.word_embed(rearrange(next_input, 'b c h w -> b (h w) c'))
+                tokens = tokens + level_embeddings[end:next_end]
+        return GenerationResult(indices=indices, f_hat=f_hat, last_hidden=torch.cat(hidden, dim=1))
+
+    def load_var_pretrained(self, path):
+        """Initialise from a base VAR checkpoint (``var_d16.pth`` layout), as RestoreVAR's stage 1 does.
+
+        AdaLN (``*ada_lin.*``), absolute positions (``pos_start``, ``pos_1LC``) and recomputable buffers
+        (``attn_bias_for_masking``, ``lvl_1L``, ``*.attn.zero_k_bias``) are dropped; the RestoreVAR-only
+        modules (cross-attention, ``global_embed*``, ``cond_proj4``, ``word_embed_cond``,
+        ``lvl_embed_cond``) keep their fresh initialisation. If the checkpoint has a different number of
+        scales, the first ``min(levels)`` rows of ``lvl_embed`` are copied and the rest stay fresh. Both
+        lists are logged.
+
+        Args:
+            path (str | Path): The base VAR checkpoint (any layout of :func:`restorevar_plugin.weights.load_state_dict`).
+
+        Returns:
+            dict: ``layout``, ``loaded`` / ``dropped`` / ``fresh`` key lists and ``notes``.
+
+        Raises:
+            FileNotFoundError: The file does not exist.
+            ValueError: The file holds keys this model does not know, lacks base-VAR weights, or has
+                tensors of another shape (e.g. another depth or vocabulary size).
+        """
+        state, layout = load_state_dict(path)
+        own = self.state_dict()
+        dropped = sorted(key for key in state if _is_base_var_only_key(key))
+        kept = {key: value for key, value in state.items() if not _is_base_var_only_key(key)}
+        unknown = sorted(set(kept) - set(own))
+        if unknown:
+            raise ValueError(f'{path}: not a base VAR checkpoint for this model; unknown keys {unknown[:8]}')
+        notes = []
+        levels = kept.get('lvl_embed.weight')
+        if levels is not None and levels.shape[0] != own['lvl_embed.weight'].shape[0]:
+            rows = min(levels.shape[0], own['lvl_embed.weight'].shape[0])
+            merged = own['lvl_embed.weight'].clone()
+            merged[:rows] = levels[:rows]
+            kept['lvl_embed.weight'] = merged
+            notes.append(f'lvl_embed: checkpoint has {levels.shape[0]} levels, model {len(self.patch_nums)}; '
+                         f'copied the first {rows} rows, the rest stay freshly initialised')
+        mismatched = [f'{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}'
+                      for key, value in kept.items() if value.shape != own[key].shape]
+        if mismatched:
+            raise ValueError(f'{path}: tensor shapes differ from this model: {mismatched[:8]}')
+        missing = self.load_state_dict(kept, strict=False).missing_keys
+        lacking = [key for key in missing if not _is_new_module_key(key)]
+        if lacking:
+            raise ValueError(f'{path}: base VAR weights missing from the file: {lacking[:8]}')
+        report = {'layout': layout, 'loaded': sorted(kept), 'dropped': dropped, 'fresh': sorted(missing),
+                  'notes': notes}
+        logger = get_root_logger()
+        logger.info(f'Loaded base VAR weights from {path} ({layout} layout): {len(kept)} tensors.')
+        logger.info(f'Dropped {len(dropped)} base-VAR-only keys: {dropped}')
+        logger.info(f'Freshly initialised {len(missing)} RestoreVAR keys: {sorted(missing)}')
+        for note in notes:
+            logger.info(note)
+        return report
