@@ -47,7 +47,15 @@ class RefinerTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x, cond=None):
-        """Args: x ``(B, N, dim)``; cond ``(B, M, dim)`` (ignored without cross-attention). Returns ``(B, N, dim)``."""
+        """Run all layers and the final norm.
+
+        Args:
+            x (Tensor): ``(B, N, dim)`` tokens.
+            cond (Tensor | None): ``(B, M, dim)`` projected condition (unused without cross-attention).
+
+        Returns:
+            Tensor: ``(B, N, dim)``.
+        """
         for layer in self.layers:
             x = layer[0](x) + x
             x = layer[1](x) + x
@@ -109,7 +117,13 @@ class LatentRefinerTransformer(nn.Module):
         self.init_weights(init_std, pos_init_std)
 
     def init_weights(self, init_std=OFFICIAL_INIT_STD, pos_init_std=0.02):
-        """Linear weights ~ trunc_normal(init_std), biases 0, LayerNorms 1 / 0, positions ~ trunc_normal(pos_init_std)."""
+        """Official initialisation: Linear weights ~ trunc_normal(init_std), biases 0, LayerNorms 1 / 0,
+        position embeddings ~ trunc_normal(pos_init_std).
+
+        Args:
+            init_std (float): Std of the Linear weights.
+            pos_init_std (float): Std of ``pos_embedding`` (and ``pos_embedding_cond``).
+        """
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear):

@@ -89,8 +89,14 @@ class RestoreVARBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x, rope, cond_kv, attn_mask=None, kv_cache=None):
-        """Args: x ``(B, N, C)``; rope ``(N, head_dim/2)`` complex; cond_kv from
-        :meth:`GatedCrossAttention.condition_kv`; attn_mask ``(N, N_keys)`` bool or None; kv_cache or None.
+        """Run the block on the tokens ``x``.
+
+        Args:
+            x (Tensor): ``(B, N, C)`` residual stream.
+            rope (Tensor): ``(N, head_dim / 2)`` complex RoPE table of these tokens.
+            cond_kv (tuple[Tensor, Tensor]): This block's :meth:`GatedCrossAttention.condition_kv`.
+            attn_mask (Tensor | None): ``(N, N_keys)`` bool self-attention mask (True = attend).
+            kv_cache (KVCache | None): This block's self-attention cache during generation.
 
         Returns:
             Tensor: ``(B, N, C)``.
@@ -344,7 +350,8 @@ class RestoreVARTransformer(nn.Module):
         lists are logged.
 
         Args:
-            path (str | Path): The base VAR checkpoint (any layout of :func:`restorevar_plugin.weights.load_state_dict`).
+            path (str | Path): The base VAR checkpoint (any layout of
+                :func:`restorevar_plugin.weights.load_state_dict`).
 
         Returns:
             dict: ``layout``, ``loaded`` / ``dropped`` / ``fresh`` key lists and ``notes``.
