@@ -11,7 +11,7 @@ from restorevar_plugin.archs.layers.rope2d import (apply_rope, grid_rope_table, 
 from restorevar_plugin.archs.refiner_arch import LatentRefinerTransformer
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-from restorevar_plugin.official_checkpoints import load_official_restorevar
+from restorevar_plugin.official_checkpoints import load_official_restorevar, load_official_vqvae
 
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 TINY_PATCH_NUMS = (1, 2, 3, 4)
@@ -439,6 +439,27 @@ def test_official_checkpoint_of_another_configuration_is_rejected(tmp_path):
         load_official_restorevar(tmp_path / 'no_head_bias.pth', transformer, refiner)
     with pytest.raises(FileNotFoundError, match='restorevar.pth'):
         load_official_restorevar(tmp_path / 'restorevar.pth', transformer, refiner)
+
+
+def test_official_vqvae_checkpoint_loads_strictly(tmp_path):
+    source = tiny_vqvae()
+    state = {key: value + 1 for key, value in source.state_dict().items()}
+    state['quantize.ema_vocab_hit_SV'] = torch.ones(10, 64)  # another scale count, as in VAR's own loader
+    torch.save(state, tmp_path / 'vae_tiny.pth')
+    target = MultiScaleVQVAE(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1,
+                             patch_nums=TINY_PATCH_NUMS)
+    report = load_official_vqvae(tmp_path / 'vae_tiny.pth', target)
+    assert report['layout'] == 'flat' and report['keys'] == len(state) and report['dropped'] == []
+    assert 'ema_vocab_hit_SV' in report['notes'][0]
+    for key, value in target.state_dict().items():
+        if key != 'quantize.ema_vocab_hit_SV':
+            assert torch.equal(value, state[key]), key
+    state.pop('post_quant_conv.bias')
+    torch.save(state, tmp_path / 'vae_partial.pth')
+    with pytest.raises(ValueError, match='post_quant_conv.bias'):
+        load_official_vqvae(tmp_path / 'vae_partial.pth', target)
+    with pytest.raises(FileNotFoundError, match='vae_restorevar.ckpt'):
+        load_official_vqvae(tmp_path / 'vae_restorevar.ckpt', target)
 
 
 def fake_base_var_state(transformer, levels, generator):
