@@ -12,6 +12,7 @@ Examples::
     python benchmarks/bench_generation.py --configs d16 --sizes 512 --batches 1 8   # minutes on 2 cores
 """
 import argparse
+import os
 import time
 
 import torch
@@ -61,7 +62,8 @@ def main():
         args.sizes, args.batches = [256], [1]
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, fp32, random weights')
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, fp32, random weights; '
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes skew the times)')
     print(f'{"config":>6} {"px":>4} {"batch":>5} {"kv cache":>8} {"seconds":>9} {"s/image":>8}')
     with torch.no_grad():
         time_generation(*build('tiny', 256), batch=1, use_kv_cache=True, repeats=1)  # warm up the thread pool

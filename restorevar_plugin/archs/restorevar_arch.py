@@ -302,7 +302,8 @@ class RestoreVARTransformer(nn.Module):
         The cross-attention keys/values of the condition are computed once per image for every block and
         reused at all scales. With ``use_kv_cache`` each scale runs only its own tokens against the cached
         keys/values of earlier scales; without it the whole prefix is recomputed at every scale under the
-        block-causal mask (same result, more compute).
+        block-causal mask (same result, more compute). The module's mode is left alone: call ``eval()`` for
+        deterministic decoding (the official stage-3 training generated in train mode, with DropPath active).
 
         Args:
             cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features (``vqvae.encode_features``).
