@@ -1,0 +1,133 @@
+"""Reading images through BasicSR's ``FileClient``, with every conversion to RGB float32 documented.
+
+Every image the plugin reads becomes an ``(H, W, 3)`` float32 RGB array in [0, 1]:
+
+* 8-bit images are divided by 255, **16-bit** images by 65535 (PIL's ``convert('RGB')``, used by the
+  official RestoreVAR loader, would clip them to 8 bits instead), float images are clipped to [0, 1];
+* **grayscale** images are repeated to three channels;
+* the **alpha** channel of RGBA / gray+alpha images is dropped without compositing, as PIL's
+  ``convert('RGB')`` in the official loader does (the colour values are kept as stored);
+* a file that cannot be decoded (unreadable, truncated, not an image) raises :class:`ImageReadError`
+  naming it: nothing is silently replaced.
+
+Paths are read from disk, except a path that runs through a folder ending in ``.lmdb``
+(``/data/lq.lmdb/0001``), which is read as key ``0001`` of that LMDB database (BasicSR's ``lmdb``
+backend, the layout written by ``basicsr.utils.lmdb_util``).
+"""
+from pathlib import PurePath
+from typing import NamedTuple
+
+import cv2
+import lmdb
+import numpy as np
+from basicsr.utils import FileClient
+
+LMDB_SUFFIX = '.lmdb'
+
+
+class ImageReadError(OSError):
+    """An image file is missing, unreadable, truncated or in an unsupported format."""
+
+
+class ImageInfo(NamedTuple):
+    """What a file held before conversion: ``height``, ``width``, ``channels`` (1-4), ``bit_depth`` (8, 16 or 32)."""
+    height: int
+    width: int
+    channels: int
+    bit_depth: int
+
+    def conversions(self):
+        """Names of the documented conversions :func:`decode_image` applied (empty for 8-bit RGB)."""
+        notes = []
+        if self.bit_depth == 16:
+            notes.append('16-bit -> float')
+        elif self.bit_depth == 32:
+            notes.append('float, clipped to [0,1]')
+        if self.channels in (1, 2):
+            notes.append('gray -> 3 channels')
+        if self.channels in (2, 4):
+            notes.append('alpha dropped')
+        return notes
+
+
+def split_lmdb_path(path):
+    """Split ``<db>.lmdb/<key>`` into ``(db_path, key)``; ``(None, path)`` for an ordinary file path."""
+    parts = PurePath(path).parts
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index].endswith(LMDB_SUFFIX):
+            return str(PurePath(*parts[:index + 1])), '/'.join(parts[index + 1:])
+    return None, str(path)
+
+
+def decode_image(data, path):
+    """Decode encoded image bytes into RGB float32 (see the module docstring for the conversions).
+
+    Args:
+        data (bytes): The encoded file content (PNG, JPEG, TIFF, BMP, WebP, ...).
+        path (str): The file's path, only used in error messages.
+
+    Returns:
+        tuple[np.ndarray, ImageInfo]: ``(H, W, 3)`` float32 RGB in [0, 1], and what the file held.
+
+    Raises:
+        ImageReadError: Empty, truncated or undecodable data, or an unsupported pixel type.
+    """
+    if not data:
+        raise ImageReadError(f'{path}: the file is empty')
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ImageReadError(f'{path}: cannot be decoded as an image (unreadable, truncated or not an image file)')
+    scales = {np.dtype(np.uint8): (8, 255.0), np.dtype(np.uint16): (16, 65535.0), np.dtype(np.float32): (32, 1.0)}
+    if raw.dtype not in scales:
+        raise ImageReadError(f'{path}: unsupported pixel type {raw.dtype}; expected 8-bit, 16-bit or float32 images')
+    bit_depth, scale = scales[raw.dtype]
+    channels = 1 if raw.ndim == 2 else raw.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ImageReadError(f'{path}: {channels} channels; expected gray, gray+alpha, RGB or RGBA')
+    info = ImageInfo(raw.shape[0], raw.shape[1], channels, bit_depth)
+    image = raw.astype(np.float32) / np.float32(scale)
+    if bit_depth == 32:
+        image = np.clip(image, 0.0, 1.0)
+    if channels in (1, 2):
+        gray = image if channels == 1 else image[..., 0]
+        return np.repeat(gray[..., None], 3, axis=2), info
+    return np.ascontiguousarray(image[..., 2::-1]), info
+
+
+class ImageReader:
+    """Reads image files with BasicSR's ``FileClient`` (``disk``, or ``lmdb`` for ``<db>.lmdb/<key>`` paths).
+
+    The clients are created on first use, so a reader built in the main process can be copied into
+    DataLoader workers before any LMDB environment is opened.
+    """
+
+    def __init__(self):
+        self._disk = None
+        self._lmdb = {}
+
+    def read_bytes(self, path):
+        """The raw bytes of ``path``; :class:`ImageReadError` naming the file when it cannot be read."""
+        db_path, key = split_lmdb_path(path)
+        try:
+            if db_path is None:
+                if self._disk is None:
+                    self._disk = FileClient('disk')
+                return self._disk.get(key)
+            if db_path not in self._lmdb:
+                self._lmdb[db_path] = FileClient('lmdb', db_paths=[db_path], client_keys=[db_path])
+            data = self._lmdb[db_path].get(key, db_path)
+        except OSError as error:
+            raise ImageReadError(f'{path}: cannot be read ({error.strerror or error})') from error
+        except lmdb.Error as error:
+            raise ImageReadError(f'{path}: cannot be read from LMDB {db_path} ({error})') from error
+        if data is None:
+            raise ImageReadError(f'{path}: key {key!r} is not in LMDB database {db_path}')
+        return data
+
+    def read(self, path):
+        """``(H, W, 3)`` float32 RGB in [0, 1] (conversions: module docstring)."""
+        return decode_image(self.read_bytes(path), path)[0]
+
+    def read_with_info(self, path):
+        """``(image, ImageInfo)``: the converted image and what the file held (for ``check-data``)."""
+        return decode_image(self.read_bytes(path), path)
