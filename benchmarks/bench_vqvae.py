@@ -1,0 +1,78 @@
+"""Time the full-size MultiScaleVQVAE (random weights) per image: encode, quantize, decode at 256 and 512 px.
+
+Usage: ``python benchmarks/bench_vqvae.py [--repeats 2] [--batch 1] [--threads N]``
+
+Prints one row per resolution with the median wall time per image (eval mode, ``torch.no_grad``, float32,
+CPU unless CUDA is available) of: ``encode`` = ``encode_latent`` (encoder + quant_conv), ``quantize`` =
+``latent_to_indices`` (all scales), ``teacher`` = ``indices_to_teacher_input``, ``decode`` = ``indices_to_fhat``
++ ``decode_latent``. One untimed warm-up call precedes the timed repeats.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
+
+PATCH_NUMS = {
+    256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
+    512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+}
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_call(repeats, device, fn, *args):
+    """Median seconds of ``repeats`` calls ``fn(*args)`` after one warm-up call; returns (seconds, last result)."""
+    result = fn(*args)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        result = fn(*args)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def decode_indices(net, indices):
+    """Image ``(B, 3, H, W)`` in [-1, 1] from per-scale indices."""
+    return net.decode_latent(net.indices_to_fhat(indices))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeats', type=int, default=2)
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    torch.manual_seed(0)
+    weights = None
+    print(f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, repeats {args.repeats} '
+          f'(median, seconds per image)')
+    print(f'{"px":>5} {"encode":>8} {"quantize":>9} {"teacher":>8} {"decode":>8}')
+    for size, patch_nums in PATCH_NUMS.items():
+        net = MultiScaleVQVAE(patch_nums=patch_nums).eval().requires_grad_(False).to(device)
+        if weights is None:
+            weights = net.state_dict()
+        else:  # same random weights at every size; ema_vocab_hit_SV keeps its own scale count
+            net.load_state_dict(weights, strict=True)
+        img = torch.rand(args.batch, 3, size, size, device=device) * 2 - 1
+        with torch.no_grad():
+            t_encode, latent = time_call(args.repeats, device, net.encode_latent, img)
+            t_quantize, indices = time_call(args.repeats, device, net.latent_to_indices, latent)
+            t_teacher, _ = time_call(args.repeats, device, net.indices_to_teacher_input, indices)
+            t_decode, _ = time_call(args.repeats, device, decode_indices, net, indices)
+        per_image = [t / args.batch for t in (t_encode, t_quantize, t_teacher, t_decode)]
+        print(f'{size:>5} ' + ' '.join(f'{t:>8.3f}' for t in per_image))
+
+
+if __name__ == '__main__':
+    main()
