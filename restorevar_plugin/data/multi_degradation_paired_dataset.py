@@ -1,0 +1,163 @@
+"""``MultiDegradationPairedDataset``: paired LQ/GT images of several datasets and degradations.
+
+Option file entry (BasicSR dataset options)::
+
+    datasets:
+      train:
+        name: aio5
+        type: MultiDegradationPairedDataset
+        data_root: /data/restorevar         # relative paths resolve against the current directory
+        meta: [restorevar_reside_train, restorevar_snow100k_train, restorevar_rain13k_train,
+               restorevar_lolv1_train, restorevar_gopro_train]   # names, meta file paths or inline mappings
+        meta_dirs: [my_metas]               # optional extra folders searched first for meta names
+        transform: {type: restorevar, crop_size: 512}   # or a name; see restorevar_plugin.data.transforms
+        balance: degradation                # 'degradation' (default for train) or 'none' (default otherwise)
+        degradation_weights: {haze: 2}      # optional, relative; unlisted degradations weigh 1
+        epoch_length: 10000                 # optional items per epoch (default: number of pairs)
+        seed: 0                             # randomness of val/test items (train: also torch's generator)
+        allow_size_mismatch: false          # only with paper_512: resize LQ and GT independently
+
+Defaults: ``transform`` is ``restorevar`` in the train phase and ``paper_512`` otherwise. Every pair
+is checked when the dataset is built (a broken pair raises, naming the files); ``basicsr check-data``
+reports the same without raising. Task balance: see :mod:`restorevar_plugin.data.balanced_sampling`.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from restorevar_plugin.data.balanced_sampling import BalancedDraw
+from restorevar_plugin.data.dataset_meta import find_pairs, resolve_metas
+from restorevar_plugin.data.image_io import ImageReader
+from restorevar_plugin.data.item_randomness import item_rng
+from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
+from restorevar_plugin.data.transforms import build_transform
+
+OPTION_KEYS = ('data_root', 'meta', 'meta_dirs', 'transform', 'balance', 'degradation_weights', 'epoch_length',
+               'seed', 'allow_size_mismatch')
+BALANCE_MODES = ('degradation', 'none')
+
+
+@dataclass
+class PairedDatasetSettings:
+    """The validated options of one ``MultiDegradationPairedDataset`` entry (see the module docstring)."""
+    name: str
+    phase: str
+    data_root: str
+    metas: list
+    transform: object
+    balance: str
+    degradation_weights: Optional[dict]
+    epoch_length: Optional[int]
+    seed: int
+    allow_size_mismatch: bool
+
+
+def paired_dataset_settings(opt):
+    """Validate a ``MultiDegradationPairedDataset`` option dict; load its metas and build its transform.
+
+    Args:
+        opt (dict): The dataset options (BasicSR injects ``phase``; the default phase here is ``train``).
+
+    Returns:
+        PairedDatasetSettings
+
+    Raises:
+        ValueError: Unknown or missing option, bad value (message names the dataset and the option).
+        MetaSchemaError: A meta cannot be found or is invalid.
+    """
+    where = dataset_label(opt, 'MultiDegradationPairedDataset')
+    reject_unknown_options(opt, OPTION_KEYS, where)
+    for key in ('data_root', 'meta'):
+        if not opt.get(key):
+            raise ValueError(f'{where}: option {key!r} is required')
+    phase = opt.get('phase', 'train')
+    backend = (opt.get('io_backend') or {'type': 'disk'}).get('type')
+    if backend != 'disk':
+        raise ValueError(f'{where}: io_backend.type must be disk (got {backend!r}); LMDB data is described by a '
+                         'meta with pairing rule lmdb')
+    balance = opt.get('balance', 'degradation' if phase == 'train' else 'none')
+    if balance not in BALANCE_MODES:
+        raise ValueError(f'{where}: balance must be one of {", ".join(BALANCE_MODES)}; got {balance!r}')
+    weights = opt.get('degradation_weights')
+    if weights is not None and (balance != 'degradation' or not isinstance(weights, dict)):
+        raise ValueError(f'{where}: degradation_weights must be a mapping {{degradation: weight}} and needs '
+                         'balance: degradation')
+    epoch_length = opt.get('epoch_length')
+    if epoch_length is not None and (not isinstance(epoch_length, int) or epoch_length <= 0):
+        raise ValueError(f'{where}: epoch_length must be a positive integer; got {epoch_length!r}')
+    transform = build_transform(opt.get('transform', 'restorevar' if phase == 'train' else 'paper_512'),
+                                f'{where}: transform')
+    allow_mismatch = opt.get('allow_size_mismatch', False)
+    if allow_mismatch and not transform.accepts_size_mismatch:
+        raise ValueError(f'{where}: allow_size_mismatch needs a transform that resizes both images to a fixed '
+                         f'size (paper_512), not {transform.name}')
+    metas = resolve_metas(opt['meta'], opt.get('meta_dirs'), f'{where}: meta')
+    return PairedDatasetSettings(opt.get('name', ''), phase, str(opt['data_root']), metas, transform, balance,
+                                 weights, epoch_length, int(opt.get('seed', 0)), bool(allow_mismatch))
+
+
+@DATASET_REGISTRY.register()
+class MultiDegradationPairedDataset(data.Dataset):
+    """Paired (or no-reference) images from ``datasets_meta`` entries, task-balanced in training.
+
+    Each item is BasicSR's dict: ``lq`` and ``gt`` as ``(3, H, W)`` float32 RGB tensors in [0, 1],
+    ``lq_path``, ``gt_path``, plus ``degradation`` (canonical name) and ``dataset`` (label). No-reference
+    datasets have no ``gt``/``gt_path``; one dataset entry cannot mix the two kinds.
+
+    Args:
+        opt (dict): Dataset options (module docstring).
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.settings = paired_dataset_settings(opt)
+        self.pairs = [pair for meta in self.settings.metas for pair in find_pairs(meta, self.settings.data_root)]
+        with_gt = {meta.has_reference for meta in self.settings.metas}
+        if len(with_gt) > 1:
+            raise ValueError(f'dataset {self.settings.name}: mixes paired and no-reference metas; put them in '
+                             'separate dataset entries')
+        self.has_gt = with_gt.pop()
+        if self.settings.phase == 'train' and not self.has_gt:
+            raise ValueError(f'dataset {self.settings.name}: training needs GT, but its metas are no-reference')
+        self.balanced = None
+        if self.settings.balance == 'degradation':
+            self.balanced = BalancedDraw([pair.degradation for pair in self.pairs], self.settings.degradation_weights,
+                                         f'dataset {self.settings.name}: degradation_weights')
+        self.reader = ImageReader()
+
+    def __len__(self):
+        return self.settings.epoch_length or len(self.pairs)
+
+    def sampling_shares(self):
+        """``{degradation: probability}`` of an item's degradation (task balance, or pair counts without it)."""
+        if self.balanced is not None:
+            return self.balanced.shares()
+        counts = {}
+        for pair in self.pairs:
+            counts[pair.degradation] = counts.get(pair.degradation, 0) + 1
+        return {label: count / len(self.pairs) for label, count in sorted(counts.items())}
+
+    def _read_pair(self, pair):
+        lq = self.reader.read(pair.lq_path)
+        gt = self.reader.read(pair.gt_path) if pair.gt_path is not None else None
+        if gt is not None and lq.shape != gt.shape and not self.settings.allow_size_mismatch:
+            raise ValueError(f'size mismatch in dataset {self.settings.name}: LQ {pair.lq_path} is '
+                             f'{lq.shape[0]}x{lq.shape[1]} but GT {pair.gt_path} is {gt.shape[0]}x{gt.shape[1]}. '
+                             'Fix the pair, or with transform paper_512 set allow_size_mismatch: true to resize '
+                             'both to the same size independently (as the official RestoreVAR loader does).')
+        return lq, gt
+
+    def __getitem__(self, index):
+        rng = item_rng(index, self.settings.seed, self.settings.phase)
+        pair = self.pairs[self.balanced.draw(rng) if self.balanced is not None else index % len(self.pairs)]
+        lq, gt = self.settings.transform(*self._read_pair(pair), rng)
+        sample = {'lq': img2tensor(lq, bgr2rgb=False, float32=True), 'lq_path': pair.lq_path,
+                  'degradation': pair.degradation, 'dataset': pair.dataset}
+        if gt is not None:
+            sample['gt'] = img2tensor(gt, bgr2rgb=False, float32=True)
+            sample['gt_path'] = pair.gt_path
+        return sample

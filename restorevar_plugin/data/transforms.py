@@ -1,0 +1,190 @@
+"""Paired transforms: the LQ and GT images get the same geometry. Selected by name in dataset options.
+
+| name | what it does | protocol it reproduces |
+|---|---|---|
+| ``restorevar`` | shorter side of each image -> ``round(resize_ratio * crop_size)`` (Lanczos; smaller images are upscaled), one random ``crop_size`` crop at the same place, no flip | RestoreVAR training (facts §8.4: 576 -> 512) |
+| ``promptir`` | centre crop to a multiple of ``multiple_of``, one random ``crop_size`` crop, one of the 7 non-identity flip/rotation modes | PromptIR / AWRaCLe training (facts §10.4) |
+| ``paper_512`` | Lanczos resize of both images to ``size`` x ``size`` (aspect ratio not kept) | RestoreVAR validation and test (facts §6.2, §8.5) |
+| ``native`` | nothing | PromptIR / AWRaCLe test at full resolution |
+
+Images are ``(H, W, 3)`` float32 RGB in [0, 1]. Lanczos is PIL's antialiased ``LANCZOS`` filter (the
+one the official code reaches through torchvision), run per channel in float (``'F'`` mode) as two
+passes, horizontal then vertical, each clipped to [0, 1], as PIL's 8-bit path does. It then differs
+from the official 8-bit resize by its rounding only: at most 1.2/255 per pixel, mean 0.3/255
+(measured on scikit-image's chelsea/astronaut and a sharp-edged random image, to 32, 100x150, 512).
+"""
+import inspect
+
+import numpy as np
+from PIL import Image
+
+
+def _lanczos_channel(channel, height, width):
+    """One ``(H, W)`` float32 channel: horizontal pass, clip, vertical pass, clip (PIL's 8-bit pass order)."""
+    horizontal = Image.fromarray(channel).resize((width, channel.shape[0]), Image.Resampling.LANCZOS)
+    horizontal = Image.fromarray(np.clip(np.asarray(horizontal), 0.0, 1.0))
+    return np.clip(np.asarray(horizontal.resize((width, height), Image.Resampling.LANCZOS)), 0.0, 1.0)
+
+
+def lanczos_resize(image, height, width):
+    """Resize ``(H, W, C)`` float32 in [0, 1] to ``(height, width, C)`` with PIL's Lanczos filter."""
+    if image.shape[:2] == (height, width):
+        return image
+    channels = [_lanczos_channel(np.ascontiguousarray(image[..., c]), height, width) for c in range(image.shape[2])]
+    return np.stack(channels, axis=2)
+
+
+def resize_shorter_side(image, target):
+    """Lanczos-resize so that the shorter side is ``target`` (longer side truncated, as torchvision's ``Resize``)."""
+    height, width = image.shape[:2]
+    if height <= width:
+        return lanczos_resize(image, target, int(target * width / height))
+    return lanczos_resize(image, int(target * height / width), target)
+
+
+def random_crop(images, size, rng):
+    """The same random ``size`` x ``size`` window of every image in ``images`` (all of one size).
+
+    Raises:
+        ValueError: An image smaller than ``size``.
+    """
+    height, width = images[0].shape[:2]
+    if height < size or width < size:
+        raise ValueError(f'image of {height}x{width} is smaller than the crop size {size}')
+    top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+    return [image[top:top + size, left:left + size] for image in images]
+
+
+def center_crop(image, size):
+    """The central ``size`` x ``size`` window of ``image`` (at least that large)."""
+    height, width = image.shape[:2]
+    top, left = (height - size) // 2, (width - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def crop_to_multiple(image, base):
+    """Crop ``image`` so both sides are multiples of ``base``, dropping rows/columns evenly (PromptIR's crop)."""
+    height, width = image.shape[:2]
+    extra_h, extra_w = height % base, width % base
+    return image[extra_h // 2:height - extra_h + extra_h // 2, extra_w // 2:width - extra_w + extra_w // 2]
+
+
+def flip_rotate(image, mode):
+    """One of PromptIR's 8 geometric modes: rotate by ``90 * (mode // 2)`` degrees, then flip up-down if odd."""
+    out = np.rot90(image, k=mode // 2)
+    return np.flipud(out) if mode % 2 else out
+
+
+def _check_positive_int(value, name, owner):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f'{owner}: {name} must be a positive integer; got {value!r}')
+
+
+class PairedTransform:
+    """Base of the named transforms: ``transform(lq, gt, rng) -> (lq, gt)``, ``gt`` may be None.
+
+    ``accepts_size_mismatch`` is True only for transforms that resize both images to a fixed size.
+    """
+    name = ''
+    accepts_size_mismatch = False
+
+    def apply(self, images, rng):
+        """Transform the list ``images`` (LQ first) with shared randomness; return the list."""
+        raise NotImplementedError
+
+    def __call__(self, lq, gt, rng):
+        """Transform an LQ image and its GT (or None).
+
+        Args:
+            lq (np.ndarray): ``(H, W, 3)`` float32 RGB in [0, 1].
+            gt (np.ndarray | None): Same shape as ``lq``, or None for no-reference data.
+            rng (numpy.random.Generator): Randomness for crops and flips.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray | None]: Contiguous float32 arrays.
+        """
+        images = [lq] if gt is None else [lq, gt]
+        out = [np.ascontiguousarray(image, dtype=np.float32) for image in self.apply(images, rng)]
+        return out[0], (out[1] if gt is not None else None)
+
+
+class RestoreVARTrainTransform(PairedTransform):
+    """RestoreVAR training: shorter side to ``round(resize_ratio * crop_size)`` (Lanczos), one random crop."""
+    name = 'restorevar'
+
+    def __init__(self, crop_size=512, resize_ratio=1.125):
+        _check_positive_int(crop_size, 'crop_size', self.name)
+        if not isinstance(resize_ratio, (int, float)) or resize_ratio < 1:
+            raise ValueError(f'{self.name}: resize_ratio must be a number >= 1; got {resize_ratio!r}')
+        self.crop_size, self.resize_ratio = crop_size, float(resize_ratio)
+
+    def apply(self, images, rng):
+        target = round(self.resize_ratio * self.crop_size)
+        return random_crop([resize_shorter_side(image, target) for image in images], self.crop_size, rng)
+
+
+class PromptIRTrainTransform(PairedTransform):
+    """PromptIR training: crop to a multiple of ``multiple_of``, random ``crop_size`` crop, flip/rotation 1-7."""
+    name = 'promptir'
+
+    def __init__(self, crop_size=128, multiple_of=16):
+        _check_positive_int(crop_size, 'crop_size', self.name)
+        _check_positive_int(multiple_of, 'multiple_of', self.name)
+        self.crop_size, self.multiple_of = crop_size, multiple_of
+
+    def apply(self, images, rng):
+        cropped = [crop_to_multiple(image, self.multiple_of) for image in images]
+        if min(cropped[0].shape[:2]) < self.crop_size:
+            raise ValueError(f'{self.name}: image of {images[0].shape[0]}x{images[0].shape[1]}, cropped to multiples of '
+                             f'{self.multiple_of}, is smaller than the crop size {self.crop_size}')
+        patches = random_crop(cropped, self.crop_size, rng)
+        mode = int(rng.integers(1, 8))
+        return [flip_rotate(patch, mode) for patch in patches]
+
+
+class FixedSizeTransform(PairedTransform):
+    """RestoreVAR evaluation: Lanczos resize of every image to ``size`` x ``size``."""
+    name = 'paper_512'
+    accepts_size_mismatch = True
+
+    def __init__(self, size=512):
+        _check_positive_int(size, 'size', self.name)
+        self.size = size
+
+    def apply(self, images, rng):
+        return [lanczos_resize(image, self.size, self.size) for image in images]
+
+
+class NativeTransform(PairedTransform):
+    """No resize, no crop: images at their native resolution."""
+    name = 'native'
+
+    def apply(self, images, rng):
+        return images
+
+
+TRANSFORMS = {cls.name: cls for cls in (RestoreVARTrainTransform, PromptIRTrainTransform, FixedSizeTransform,
+                                        NativeTransform)}
+
+
+def build_transform(spec, where='transform'):
+    """Build a transform from its option: a name, or a mapping ``{type: name, **parameters}``.
+
+    Args:
+        spec (str | dict): e.g. ``'paper_512'`` or ``{'type': 'restorevar', 'crop_size': 256}``.
+        where (str): Option name used in error messages.
+
+    Raises:
+        ValueError: Unknown name or parameter, or a bad parameter value.
+    """
+    params = dict(spec) if isinstance(spec, dict) else {'type': spec}
+    name = params.pop('type', None)
+    if name not in TRANSFORMS:
+        raise ValueError(f'{where}: unknown transform {name!r}; expected one of {", ".join(TRANSFORMS)}')
+    cls = TRANSFORMS[name]
+    accepted = list(inspect.signature(cls.__init__).parameters)[1:]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f'{where}: transform {name} has no parameter(s) {", ".join(unknown)}; '
+                         f'accepted: {", ".join(accepted) or "none"}')
+    return cls(**params)
