@@ -119,6 +119,8 @@ def load_resume_state(opt):
 
     ``--auto_resume`` takes the highest-iteration ``*.state`` in ``<root>/experiments/<name>/training_states``.
     A state that cannot be read raises instead of starting over (which would archive the experiment).
+    Networks are reloaded from ``models/net_<x>_<iter>.pth`` as BasicSR does, except those the run never
+    saved (frozen networks of a stage), which keep their configured ``pretrain_network_<x>``.
     """
     state_path = None
     if opt['auto_resume']:
@@ -141,7 +143,13 @@ def load_resume_state(opt):
         resume_state = torch.load(state_path, map_location=device, weights_only=True)
     except Exception as error:
         raise RuntimeError(f'Cannot read training state {state_path} to resume from: {error}') from error
+    configured = dict(opt['path'])
     check_resume(opt, resume_state['iter'])
+    for key, value in opt['path'].items():
+        if key.startswith('pretrain_network_') and value != configured.get(key) and not os.path.isfile(value):
+            print(f'{key}: no {os.path.basename(value)} was saved (the network is not trained by this run); '
+                  f'keeping {configured.get(key)}', flush=True)
+            opt['path'][key] = configured.get(key)
     return resume_state
 
 

@@ -1,0 +1,405 @@
+"""``RestoreVARModel``: the three RestoreVAR training stages (plus tokenizer training) and full-pipeline testing.
+
+Networks (BasicSR option blocks; each optional except ``network_vqvae``):
+
+=================== ============================= ===============================================
+option              attribute                     class
+=================== ============================= ===============================================
+``network_vqvae``   ``net_vqvae``                 ``MultiScaleVQVAE``
+``network_g``       ``net_g``                     ``RestoreVARTransformer``
+``network_refiner`` ``net_refiner``               ``LatentRefinerTransformer``
+``network_d``       ``net_d``                     ``PatchGANDiscriminator`` (decoder/tokenizer GAN)
+=================== ============================= ===============================================
+
+Weights (``path``): ``pretrain_network_<x>`` (any layout of :mod:`restorevar_plugin.weights`, e.g. the official
+``vae_restorevar.ckpt`` for ``vqvae``), ``pretrain_restorevar`` (the official ``restorevar.pth`` into
+``net_g`` + ``net_refiner``), ``pretrain_var`` (base ``var_d16.pth`` initialisation of ``net_g``), and
+``pretrain_decoder`` (a second VQVAE checkpoint used only for decoding: the paper's "original decoder"
+ablation). ``pretrain_network_<x>`` is applied last, so resuming overrides the initialisations.
+
+``train.stage`` (see :mod:`restorevar_plugin.models.stages`) selects what is trained and saved; every
+other network is frozen in eval mode. Testing always runs the whole pipeline (:meth:`restore`).
+"""
+import contextlib
+import csv
+import io
+import os
+import time
+from collections import OrderedDict, defaultdict
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from einops import rearrange
+from tqdm import tqdm
+
+from restorevar_plugin.models.plugin_base_model import PluginBaseModel
+from restorevar_plugin.models.stages import STAGES
+from restorevar_plugin.official_checkpoints import load_official_restorevar
+
+NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), ('net_refiner', 'network_refiner'),
+                        ('net_d', 'network_d')])
+TIMED_STEPS = ('encoder', 'generation', 'refiner', 'decoder')
+
+
+class StepTimer:
+    """Wall-clock seconds per named pipeline step, synchronising CUDA so that GPU time is counted."""
+
+    def __init__(self, device):
+        self.device = device
+        self.totals = defaultdict(float)
+        self.images = 0
+
+    @contextlib.contextmanager
+    def measure(self, name):
+        """Context manager adding the time of its body to ``name``."""
+        self.sync()
+        start = time.perf_counter()
+        yield
+        self.sync()
+        self.totals[name] += time.perf_counter() - start
+
+    def sync(self):
+        """Wait for queued CUDA work (no-op on CPU)."""
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def per_image_ms(self):
+        """``{step: milliseconds per image}`` over the images counted in ``images``."""
+        return {name: 1000 * total / max(self.images, 1) for name, total in self.totals.items()}
+
+
+@MODEL_REGISTRY.register()
+class RestoreVARModel(PluginBaseModel):
+    """RestoreVAR: VQVAE encoder -> transformer (greedy next-scale generation) -> refiner -> decoder.
+
+    Images handed to and returned by the public methods are ``(B, 3, H, W)`` in [0, 1]; internally the
+    networks work in [-1, 1].
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        for attr, key in NETWORKS.items():
+            network = build_network(deepcopy(opt[key])).to(self.device) if opt.get(key) else None
+            setattr(self, attr, network)
+            if network is not None:
+                self.print_network(network)
+        if self.net_vqvae is None:
+            raise ValueError('RestoreVARModel needs a network_vqvae block (MultiScaleVQVAE)')
+        self.net_decoder = None
+        self.load_pretrained()
+        for network in self.networks().values():
+            network.eval()
+            network.requires_grad_(False)
+        self.stage = None
+        if self.is_train:
+            self.init_training_settings()
+
+    def networks(self):
+        """``{attribute: module}`` of the networks that exist (bare, not DDP-wrapped)."""
+        attrs = list(NETWORKS) + ['net_decoder']
+        return {attr: self.get_bare_model(getattr(self, attr)) for attr in attrs if getattr(self, attr) is not None}
+
+    # ------------------------------------------------------------------------------------------ weights
+    def load_pretrained(self):
+        """Apply ``path.pretrain_var``, ``pretrain_restorevar``, ``pretrain_decoder`` then ``pretrain_network_*``."""
+        path_opt = self.opt['path']
+        resuming = bool(path_opt.get('resume_state'))
+        logger = get_root_logger()
+        if path_opt.get('pretrain_var') and not resuming:
+            self._require('net_g', 'path.pretrain_var')
+            self.net_g.load_var_pretrained(path_opt['pretrain_var'])
+        if path_opt.get('pretrain_restorevar'):
+            self._require('net_g', 'path.pretrain_restorevar')
+            report = load_official_restorevar(path_opt['pretrain_restorevar'], self.net_g, self.net_refiner)
+            logger.info(f'Official RestoreVAR checkpoint: {report}')
+        if path_opt.get('pretrain_decoder'):
+            self.net_decoder = build_network(deepcopy(self.opt['network_vqvae'])).to(self.device)
+            self.load_network(self.net_decoder, path_opt['pretrain_decoder'], True, 'params')
+        for attr, key in NETWORKS.items():
+            load_path = path_opt.get(f'pretrain_{key}')
+            if load_path:
+                self._require(attr, f'path.pretrain_{key}')
+                suffix = key.removeprefix('network_')
+                self.load_network(getattr(self, attr), load_path, path_opt.get(f'strict_load_{suffix}', True),
+                                  path_opt.get(f'param_key_{suffix}', 'params'))
+
+    def _require(self, attr, option):
+        if getattr(self, attr) is None:
+            raise ValueError(f'{option} is set but the option file has no {NETWORKS[attr]} block')
+
+    # ----------------------------------------------------------------------------------------- training
+    def init_training_settings(self):
+        """Select the stage, unfreeze and wrap what it trains, EMA copy, optimizers and schedulers."""
+        train_opt = self.opt['train']
+        stage_name = train_opt.get('stage')
+        if stage_name not in STAGES:
+            raise ValueError(f'train.stage must be one of {", ".join(STAGES)}; got {stage_name!r}')
+        self.stage = STAGES[stage_name](self)
+        for attr in self.stage.trained_networks:
+            if attr != 'net_d' and getattr(self, attr) is None:
+                raise ValueError(f'train.stage {stage_name} trains {NETWORKS[attr]}, which the option file lacks')
+        self.stage.prepare_networks()
+        for attr in self.stage.ddp_networks:
+            if getattr(self, attr) is not None:
+                setattr(self, attr, self.model_to_device(getattr(self, attr)))
+        self.ema_decay = float(train_opt.get('ema_decay', 0))
+        self.ema_network = self.stage.trained_networks[0]
+        if self.ema_decay > 0:
+            get_root_logger().info(f'EMA of {self.ema_network} with decay {self.ema_decay}')
+            self.net_g_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
+            self.net_g_ema.requires_grad_(False)
+        self.optimizers.extend(self.stage.setup_optimizers())
+        self.setup_schedulers()
+
+    def model_ema(self, decay=0.999):
+        """EMA of the stage's main network (parameters averaged, buffers copied) into ``net_g_ema``."""
+        source = self.get_bare_model(getattr(self, self.ema_network))
+        with torch.no_grad():
+            ema_params = dict(self.net_g_ema.named_parameters())
+            for name, param in source.named_parameters():
+                ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
+            ema_buffers = dict(self.net_g_ema.named_buffers())
+            for name, buffer in source.named_buffers():
+                ema_buffers[name].copy_(buffer)
+
+    def feed_data(self, data):
+        """``data['lq']`` / ``data['gt']`` ``(B, 3, H, W)`` in [0, 1] -> ``self.lq`` / ``self.gt`` in [-1, 1]."""
+        self.lq = data['lq'].to(self.device) * 2 - 1
+        self.gt = data['gt'].to(self.device) * 2 - 1 if 'gt' in data else None
+
+    def optimize_parameters(self, current_iter):
+        """One step of the selected stage; losses averaged over processes into ``self.log_dict``."""
+        self.log_dict = self.reduce_loss_dict(self.stage.optimize(current_iter))
+        if self.ema_decay > 0:
+            self.model_ema(self.ema_decay)
+
+    def save(self, epoch, current_iter, label_suffix=None):
+        """Save only the networks the stage trains (``params`` and, for the EMA network, ``params_ema``)."""
+        for attr in self.stage.trained_networks:
+            network = getattr(self, attr)
+            if network is None:
+                continue
+            if attr == self.ema_network and self.ema_decay > 0:
+                self.save_network([network, self.net_g_ema], attr, label_suffix or current_iter,
+                                  param_key=['params', 'params_ema'])
+            else:
+                self.save_network(network, attr, label_suffix or current_iter)
+        if label_suffix is None:
+            self.save_training_state(epoch, current_iter)
+
+    # ---------------------------------------------------------------------------------------- inference
+    def _inference_network(self, attr):
+        """The EMA copy when the stage trains ``attr`` with EMA, else the bare network."""
+        if self.stage is not None and self.ema_decay > 0 and attr == self.ema_network:
+            return self.net_g_ema
+        network = getattr(self, attr)
+        return None if network is None else self.get_bare_model(network)
+
+    @property
+    def resolution(self):
+        """Side in pixels of the images the token grid corresponds to (512 for the official config)."""
+        vqvae = self.get_bare_model(self.net_vqvae)
+        return vqvae.patch_nums[-1] * vqvae.downsample_factor
+
+    @torch.no_grad()
+    def restore(self, lq, timer=None):
+        """Full pipeline on a batch at the model resolution.
+
+        Args:
+            lq (Tensor): ``(B, 3, R, R)`` degraded images in [-1, 1], ``R = self.resolution``.
+            timer (StepTimer | None): Accumulates the time of each step.
+
+        Returns:
+            Tensor: ``(B, 3, R, R)`` restored images in [-1, 1].
+        """
+        timer = timer or StepTimer(self.device)
+        vqvae = self._inference_network('net_vqvae')
+        transformer = self._inference_network('net_g')
+        if transformer is None:
+            raise ValueError('testing needs network_g (RestoreVARTransformer) and its weights')
+        val_opt = self.opt.get('val') or {}
+        refiner = self._inference_network('net_refiner') if val_opt.get('use_refiner', True) else None
+        decoder = self.get_bare_model(self.net_decoder) if self.net_decoder is not None else vqvae
+        training = {name: net.training for name, net in self.networks().items()}
+        for network in self.networks().values():
+            network.eval()
+        with timer.measure('encoder'):
+            cond = vqvae.encode_features(lq)
+        with timer.measure('generation'):
+            generated = transformer.generate(cond, vqvae)
+        latent = generated.f_hat
+        if refiner is not None:
+            with timer.measure('refiner'):
+                tokens = refiner(rearrange(latent, 'b c h w -> b (h w) c'), generated.last_hidden)
+                latent = rearrange(tokens, 'b (h w) c -> b c h w', h=latent.shape[-2])
+        with timer.measure('decoder'):
+            restored = decoder.decode_latent(latent)
+        for name, network in self.networks().items():
+            network.train(training[name])
+        timer.images += lq.shape[0]
+        return restored
+
+    @torch.no_grad()
+    def reconstruct(self, images, discrete=True, timer=None):
+        """The VQVAE's reconstruction of ``(B, 3, R, R)`` images in [-1, 1]: through the multi-scale tokens
+        (``discrete``) or from the continuous latent (what the fine-tuned decoder is trained on)."""
+        timer = timer or StepTimer(self.device)
+        vqvae = self._inference_network('net_vqvae')
+        was_training = vqvae.training
+        vqvae.eval()
+        with timer.measure('encoder'):
+            latent = vqvae.encode_latent(images)
+            if discrete:
+                latent = vqvae.indices_to_fhat(vqvae.latent_to_indices(latent))
+        with timer.measure('decoder'):
+            reconstruction = vqvae.decode_latent(latent)
+        vqvae.train(was_training)
+        timer.images += images.shape[0]
+        return reconstruction
+
+    def test(self):
+        """``self.output``: the full pipeline on ``self.lq`` (any size, see :meth:`restore_any_size`).
+
+        A model without ``network_g`` (tokenizer or decoder training) has no pipeline to run: its output is
+        the VQVAE's reconstruction of ``self.gt``, discrete for the tokenizer stage and continuous for the
+        decoder stage (``val.reconstruction: discrete | continuous`` overrides).
+        """
+        timer = getattr(self, 'timer', None)
+        if self.net_g is not None:
+            self.output = self.restore_any_size(self.lq, timer)
+            return
+        if self.gt is None:
+            raise ValueError('a RestoreVARModel without network_g can only reconstruct ground-truth images')
+        default = 'continuous' if self.stage is not None and self.stage.name == 'decoder' else 'discrete'
+        mode = (self.opt.get('val') or {}).get('reconstruction', default)
+        if mode not in ('discrete', 'continuous'):
+            raise ValueError(f'val.reconstruction must be discrete or continuous, got {mode!r}')
+        self.output = self.reconstruct(self.gt, discrete=mode == 'discrete', timer=timer)
+
+    def restore_any_size(self, lq, timer=None):
+        """Restore ``(B, 3, H, W)`` images in [-1, 1] of any size; the output has the input's size.
+
+        The transformer and refiner work on a fixed token grid (``patch_nums[-1]`` squared), i.e. on
+        ``R x R`` images. Other inputs are reflect-padded to a multiple of the VQVAE stride, resized
+        (bicubic, antialiased) to ``R x R``, restored, resized back and cropped. Benchmarks following the
+        paper instead resize both input and GT to 512 with Lanczos in the dataset (``paper_512``), so this
+        path is then the identity.
+        """
+        size = self.resolution
+        height, width = lq.shape[-2:]
+        if (height, width) == (size, size):
+            return self.restore(lq, timer)
+        stride = self.get_bare_model(self.net_vqvae).downsample_factor
+        pad_h, pad_w = (-height) % stride, (-width) % stride
+        padded = F.pad(lq, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else lq
+        resized = F.interpolate(padded, size=(size, size), mode='bicubic', antialias=True, align_corners=False)
+        restored = self.restore(resized.clamp(-1, 1), timer)
+        restored = F.interpolate(restored, size=padded.shape[-2:], mode='bicubic', antialias=True, align_corners=False)
+        return restored[..., :height, :width].clamp(-1, 1)
+
+    def get_current_visuals(self):
+        """``lq``, ``result`` and (when present) ``gt`` on the CPU, ``(B, 3, H, W)`` in [0, 1]."""
+        visuals = OrderedDict(lq=(self.lq.detach().cpu() + 1) / 2, result=(self.output.detach().cpu() + 1) / 2)
+        if self.gt is not None:
+            visuals['gt'] = (self.gt.detach().cpu() + 1) / 2
+        return visuals
+
+    # --------------------------------------------------------------------------------------- validation
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Validation runs on rank 0 only (the other ranks continue training)."""
+        if self.opt['rank'] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Full-pipeline restoration of a dataset: BasicSR metrics, per-step timing, images and grids.
+
+        Options under ``val``: ``metrics`` (BasicSR's), ``save_img`` (restored images), ``save_grid``
+        (``[input | output | GT]`` strips, default: as ``save_img``), ``use_refiner``, ``pbar``. In training,
+        an improvement of the first metric also saves the trained networks as ``<net>_best.pth``; in
+        testing, per-image metrics go to ``<results>/<dataset>_metrics.csv``.
+        """
+        dataset_name = dataloader.dataset.opt['name']
+        val_opt = self.opt['val']
+        metrics_opt = val_opt.get('metrics') or {}
+        save_grid = val_opt.get('save_grid', save_img)
+        if metrics_opt:
+            self._initialize_best_metric_results(dataset_name)
+        self.timer = StepTimer(self.device)
+        rows = []
+        progress = tqdm(total=len(dataloader), unit='image', disable=not val_opt.get('pbar', False))
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            visuals = self.get_current_visuals()
+            for index, lq_path in enumerate(val_data['lq_path']):
+                name = Path(lq_path).stem
+                restored = tensor2img(visuals['result'][index])
+                row = {'image': name}
+                if 'gt' in visuals:
+                    gt = tensor2img(visuals['gt'][index])
+                    for label, metric_opt in metrics_opt.items():
+                        row[label] = float(calculate_metric({'img': restored, 'img2': gt}, deepcopy(metric_opt)))
+                rows.append(row)
+                if save_img or save_grid:
+                    self._save_images(dataset_name, name, current_iter, visuals, index, save_img, save_grid)
+            progress.update(len(val_data['lq_path']))
+        progress.close()
+        means = {label: sum(row[label] for row in rows) / len(rows) for label in metrics_opt if rows}
+        for label, value in means.items():
+            self._update_best_metric_result(dataset_name, label, value, current_iter)
+        self._log_validation(dataset_name, current_iter, means, tb_logger)
+        if self.is_train and means and self.stage is not None:
+            first = next(iter(metrics_opt))
+            if self.best_metric_results[dataset_name][first]['iter'] == current_iter:
+                self.save(-1, current_iter, label_suffix='best')
+        if not self.is_train:
+            self._write_metrics_csv(dataset_name, rows, means)
+
+    def _save_images(self, dataset_name, name, current_iter, visuals, index, save_img, save_grid):
+        root = Path(self.opt['path']['visualization'])
+        if self.is_train:
+            folder, stem = root / name, f'{name}_{current_iter}'
+        else:
+            folder, stem = root / dataset_name, f'{name}_{self.opt["val"].get("suffix") or self.opt["name"]}'
+        if save_img:
+            imwrite(tensor2img(visuals['result'][index]), str(folder / f'{stem}.png'))
+        if save_grid:
+            panels = [visuals['lq'][index], visuals['result'][index]]
+            if 'gt' in visuals and visuals['gt'][index].shape == panels[0].shape:
+                panels.append(visuals['gt'][index])
+            imwrite(tensor2img(torch.cat(panels, dim=-1)), str(folder / f'{stem}_grid.png'))
+
+    def _log_validation(self, dataset_name, current_iter, means, tb_logger):
+        lines = [f'Validation {dataset_name}']
+        for label, value in means.items():
+            best = self.best_metric_results[dataset_name][label]
+            lines.append(f'\t # {label}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter')
+        timing = self.timer.per_image_ms()
+        lines.append('\t # time per image (ms): ' + ', '.join(f'{step} {timing[step]:.1f}'
+                                                           for step in TIMED_STEPS if step in timing))
+        get_root_logger().info('\n'.join(lines))
+        if tb_logger:
+            for label, value in means.items():
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{label}', value, current_iter)
+            for step, value in timing.items():
+                tb_logger.add_scalar(f'time_ms/{dataset_name}/{step}', value, current_iter)
+
+    def _write_metrics_csv(self, dataset_name, rows, means):
+        """Per-image metrics plus a ``mean`` row, written whole (temporary file, then rename)."""
+        if not rows:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow({'image': 'mean', **means})
+        target = Path(self.opt['path']['results_root']) / f'{dataset_name}_metrics.csv'
+        tmp = target.with_suffix('.csv.tmp')
+        tmp.write_text(buffer.getvalue())
+        os.replace(tmp, target)

@@ -1,0 +1,56 @@
+"""What every RestoreVAR training stage provides to :class:`~restorevar_plugin.models.restorevar_model.RestoreVARModel`."""
+from abc import ABC, abstractmethod
+
+from basicsr.losses import build_loss
+
+
+class TrainingStage(ABC):
+    """One training stage: which networks it trains, their optimizers, and one optimisation step.
+
+    Subclasses set ``name`` and ``trained_networks`` (model attribute names such as ``'net_g'``); the
+    model freezes every other network and saves only these. ``ddp_networks`` (default: the trained ones)
+    are wrapped in DistributedDataParallel, so the stage must run their ``forward`` (not another method)
+    for gradients to be synchronised across processes.
+
+    Args:
+        model (RestoreVARModel): The owning model (networks, device, AMP helpers, options).
+    """
+
+    name = ''
+    trained_networks = ()
+
+    @property
+    def ddp_networks(self):
+        """Networks wrapped in DDP for training; by default the trained ones."""
+        return self.trained_networks
+
+    def __init__(self, model):
+        self.model = model
+        self.train_opt = model.opt['train']
+
+    def build_weighted_loss(self, key):
+        """``build_loss(train[key])`` on the model's device, or None when absent or ``loss_weight`` is 0.
+
+        A zero weight never constructs the loss, so a perceptual loss whose weights are not on disk can be
+        switched off from YAML.
+        """
+        loss_opt = self.train_opt.get(key)
+        if not loss_opt or float(loss_opt.get('loss_weight', 1.0)) == 0:
+            return None
+        return build_loss(dict(loss_opt)).to(self.model.device)
+
+    def prepare_networks(self):
+        """Put the trained networks in train mode with gradients on (the model froze everything before)."""
+        for attr in self.trained_networks:
+            network = getattr(self.model, attr, None)
+            if network is not None:
+                network.train()
+                network.requires_grad_(True)
+
+    @abstractmethod
+    def setup_optimizers(self):
+        """Create the stage's optimizers and return them as a list (the model registers them in order)."""
+
+    @abstractmethod
+    def optimize(self, current_iter):
+        """One training step on ``model.lq`` / ``model.gt`` (``(B, 3, H, W)`` in [-1, 1]); returns a dict of tensors."""

@@ -1,0 +1,80 @@
+"""Tokenizer stage: train (or fine-tune) the multi-scale VQVAE itself; VAR never released this code.
+
+Per step: ``net_vqvae(gt)`` (encode, multi-scale residual quantization with a straight-through estimator,
+decode), the reconstruction objective of :mod:`.reconstruction_objective` (L1, optional SSIM, LPIPS and
+PatchGAN terms) plus ``train.vq_weight`` x (codebook loss + beta x commitment loss). Options:
+
+* ``init_codebook_from_data: true``: before the first step, every code is set to a residual vector of the
+  first batch (a good start from scratch);
+* ``dead_code_restart: {interval: 100, min_usage: 0.08}``: every ``interval`` iterations, codes whose EMA
+  usage fell below ``min_usage`` x uniform usage are re-seeded from the current batch's residuals.
+
+Logged: the losses, ``perplexity`` (of the batch's code usage over all scales; ``vocab_size`` when uniform)
+and ``dead_codes`` (codes whose EMA usage is below the threshold at every scale).
+"""
+from collections import OrderedDict
+
+import torch
+
+from .base_stage import TrainingStage
+from .reconstruction_objective import ReconstructionObjective
+
+
+def perplexity(code_counts):
+    """``exp(entropy)`` of the code distribution given hit counts ``(S, V)`` (summed over scales)."""
+    probabilities = code_counts.sum(dim=0) / code_counts.sum().clamp_min(1)
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum()
+    return entropy.exp()
+
+
+class TokenizerStage(TrainingStage):
+    """Trains every VQVAE parameter (and the discriminator when the GAN term is on)."""
+
+    name = 'tokenizer'
+    trained_networks = ('net_vqvae', 'net_d')
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.objective = ReconstructionObjective(self)
+        self.vq_weight = float(self.train_opt.get('vq_weight', 1.0))
+        restart = self.train_opt.get('dead_code_restart') or {}
+        self.restart_interval = int(restart.get('interval', 0))
+        self.min_usage = float(restart.get('min_usage', 0.08))
+        self.init_codebook = bool(self.train_opt.get('init_codebook_from_data', False))
+
+    def setup_optimizers(self):
+        """``optim_g`` over the whole VQVAE, then ``optim_d`` when the GAN term is on."""
+        model = self.model
+        model.optimizer_g = model.build_optimizer(model.get_bare_model(model.net_vqvae).named_parameters(),
+                                                  self.train_opt['optim_g'])
+        return [model.optimizer_g] + self.objective.discriminator_optimizers()
+
+    def dead_codes(self):
+        """Number of codes whose EMA usage is below ``min_usage`` x uniform usage at every scale."""
+        usage = self.model.get_bare_model(self.model.net_vqvae).quantize.ema_vocab_hit_SV
+        uniform = usage.sum(dim=1, keepdim=True) / usage.shape[1]
+        return int((usage < self.min_usage * uniform).all(dim=0).sum())
+
+    def optimize(self, current_iter):
+        """One VQVAE step (when scheduled), the discriminator step, and the periodic dead-code restart."""
+        model = self.model
+        vqvae = model.get_bare_model(model.net_vqvae)
+        if self.init_codebook and current_iter == 1:
+            with torch.no_grad():
+                vqvae.init_codebook_from_latents(vqvae.encode_latent(model.gt))
+        with model.autocast():
+            reconstruction, vq = model.net_vqvae(model.gt)
+        log = OrderedDict()
+        if self.objective.updates_generator(current_iter):
+            model.optimizer_g.zero_grad(set_to_none=True)
+            loss, log = self.objective.generator_loss(reconstruction, model.gt)
+            log['l_vq'] = vq['vq_loss']
+            model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g)
+        log.update(self.objective.discriminator_step(reconstruction, model.gt))
+        log['perplexity'] = perplexity(vq['code_counts'].float())
+        if self.restart_interval and current_iter % self.restart_interval == 0:
+            with torch.no_grad():
+                restarted = vqvae.restart_dead_codes(vqvae.encode_latent(model.gt), self.min_usage)
+            log['restarted_codes'] = torch.tensor(float(restarted), device=model.device)
+        log['dead_codes'] = torch.tensor(float(self.dead_codes()), device=model.device)
+        return log
