@@ -27,7 +27,8 @@ def _rv_test(folder, label, dataset, lq_name, gt_name):
 
 
 EXAMPLES = {
-    'reside_ots_train': [('haze/part1/0025_0.8_0.04.jpg', 'clear/0025.jpg'), ('haze/part2/0039_1_0.2.jpg', 'clear/0039.jpg')],
+    'reside_ots_train': [('haze/part1/0025_0.8_0.04.jpg', 'clear/0025.jpg'),
+                         ('haze/part2/0039_1_0.2.jpg', 'clear/0039.jpg')],
     'reside_sots_outdoor_test': [('hazy/0001_0.8_0.2.jpg', 'gt/0001.png'), ('hazy/0002_0.95_0.16.jpg', 'gt/0002.png')],
     'snow100k_train': [('synthetic/beautiful_smile_00001.jpg', 'gt/beautiful_smile_00001.jpg'),
                        ('synthetic/winter_street_00412.jpg', 'gt/winter_street_00412.jpg')],
@@ -118,7 +119,8 @@ def build_meta_tree(meta, data_root):
 
 
 def _write_lists(meta, root, entries):
-    list_files = meta.pairing['list_file'] if isinstance(meta.pairing['list_file'], list) else [meta.pairing['list_file']]
+    list_files = meta.pairing['list_file']
+    list_files = list_files if isinstance(list_files, list) else [list_files]
     derive = meta.pairing['gt_substitutions'] is not None
     for number, list_file in enumerate(list_files):
         chunk = entries[number::len(list_files)]

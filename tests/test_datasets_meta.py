@@ -85,7 +85,8 @@ def test_restorevar_json_loads_as_it_is(tmp_path):
 def test_list_degradation_labels_map_to_ours(tmp_path, label, expected):
     write_image(str(tmp_path / 'a.png'))
     write_image(str(tmp_path / 'b.png'))
-    (tmp_path / 'l.json').write_text(json.dumps([{'image_path': 'a.png', 'target_path': 'b.png', 'degradation': label}]))
+    entry = {'image_path': 'a.png', 'target_path': 'b.png', 'degradation': label}
+    (tmp_path / 'l.json').write_text(json.dumps([entry]))
     meta = parse_dataset_meta(inline(root='.', degradation='from_list',
                                      pairing={'rule': 'list_file', 'list_file': 'l.json'}))
     assert find_pairs(meta, str(tmp_path))[0].degradation == expected
@@ -110,8 +111,10 @@ def test_bad_list_entries_name_the_list_and_entry(tmp_path, entry, message):
 
 def test_list_label_conflicting_with_meta_is_an_error(tmp_path):
     write_image(str(tmp_path / 'a.png'))
-    (tmp_path / 'l.json').write_text(json.dumps([{'image_path': 'a.png', 'target_path': 'a.png', 'degradation': 'Snow'}]))
-    meta = parse_dataset_meta(inline(root='.', degradation='haze', pairing={'rule': 'list_file', 'list_file': 'l.json'}))
+    entry = {'image_path': 'a.png', 'target_path': 'a.png', 'degradation': 'Snow'}
+    (tmp_path / 'l.json').write_text(json.dumps([entry]))
+    meta = parse_dataset_meta(inline(root='.', degradation='haze',
+                                     pairing={'rule': 'list_file', 'list_file': 'l.json'}))
     with pytest.raises(MetaSchemaError, match=r"entry 0 says degradation 'Snow' \(snow\) but meta toy"):
         find_pairs(meta, str(tmp_path))
 

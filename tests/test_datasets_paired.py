@@ -99,7 +99,7 @@ def test_restorevar_transform_resizes_shorter_side_then_crops_the_same_window():
     lq, gt = transform(image, image * 0.5, np.random.default_rng(1))
     np.testing.assert_allclose(gt, lq * 0.5, atol=1e-6)  # Lanczos is linear; same crop window on both
     resized = resize_shorter_side(image, 36)
-    windows = [resized[t:t + 32, l:l + 32] for t in range(5) for l in range(50)]
+    windows = [resized[top:top + 32, left:left + 32] for top in range(5) for left in range(50)]
     assert any(np.allclose(lq, w, atol=1e-6) for w in windows)
 
 
@@ -127,7 +127,7 @@ def test_promptir_crop_and_seven_flip_rotation_modes():
         out = transform(base, None, np.random.default_rng(seed))[0]
         seen.add(next(mode for mode in range(8) if np.array_equal(out, flip_rotate(base, mode))))
     assert seen == set(range(1, 8))
-    with pytest.raises(ValueError, match='image of 20x40, cropped to multiples of 16, is smaller than the crop size 32'):
+    with pytest.raises(ValueError, match='image of 20x40, cropped to multiples of 16, is smaller than the crop size'):
         build_transform({'type': 'promptir', 'crop_size': 32})(np.zeros((20, 40, 3), np.float32), None, None)
 
 

@@ -8,4 +8,5 @@ COMMAND_MODULES = [
     'restorevar_plugin.commands.train',
     'restorevar_plugin.commands.test',
     'restorevar_plugin.commands.list_registered',
+    'restorevar_plugin.commands.check_data',
 ]

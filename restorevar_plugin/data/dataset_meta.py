@@ -482,7 +482,8 @@ def _scan_sequences(report, root):
                                           (pairing['gt_subdir'], gt_files, IMAGE_EXTENSIONS)):
             folder = os.path.join(root, sequence, subdir)
             if os.path.isdir(folder):
-                files.update({f'{sequence}/{key}': path for key, path in _list_images(folder, False, extensions).items()})
+                found = _list_images(folder, False, extensions)
+                files.update({f'{sequence}/{key}': path for key, path in found.items()})
 
     def gt_path_of(key):
         sequence, file_name = key.split('/', 1)

@@ -1,11 +1,13 @@
 """Paired transforms: the LQ and GT images get the same geometry. Selected by name in dataset options.
 
-| name | what it does | protocol it reproduces |
-|---|---|---|
-| ``restorevar`` | shorter side of each image -> ``round(resize_ratio * crop_size)`` (Lanczos; smaller images are upscaled), one random ``crop_size`` crop at the same place, no flip | RestoreVAR training (facts §8.4: 576 -> 512) |
-| ``promptir`` | centre crop to a multiple of ``multiple_of``, one random ``crop_size`` crop, one of the 7 non-identity flip/rotation modes | PromptIR / AWRaCLe training (facts §10.4) |
-| ``paper_512`` | Lanczos resize of both images to ``size`` x ``size`` (aspect ratio not kept) | RestoreVAR validation and test (facts §6.2, §8.5) |
-| ``native`` | nothing | PromptIR / AWRaCLe test at full resolution |
+* ``restorevar`` (RestoreVAR training, facts §8.4: 576 -> 512): the shorter side of each image goes to
+  ``round(resize_ratio * crop_size)`` (Lanczos; smaller images are upscaled), then one random
+  ``crop_size`` crop at the same place in both; no flip.
+* ``promptir`` (PromptIR / AWRaCLe training, facts §10.4): centre crop to a multiple of ``multiple_of``,
+  one random ``crop_size`` crop, then one of the 7 non-identity flip/rotation modes.
+* ``paper_512`` (RestoreVAR validation and test, facts §6.2, §8.5): Lanczos resize of both images to
+  ``size`` x ``size``; the aspect ratio is not kept.
+* ``native`` (PromptIR / AWRaCLe test at full resolution): nothing.
 
 Images are ``(H, W, 3)`` float32 RGB in [0, 1]. Lanczos is PIL's antialiased ``LANCZOS`` filter (the
 one the official code reaches through torchvision), run per channel in float (``'F'`` mode) as two
@@ -135,8 +137,9 @@ class PromptIRTrainTransform(PairedTransform):
     def apply(self, images, rng):
         cropped = [crop_to_multiple(image, self.multiple_of) for image in images]
         if min(cropped[0].shape[:2]) < self.crop_size:
-            raise ValueError(f'{self.name}: image of {images[0].shape[0]}x{images[0].shape[1]}, cropped to multiples of '
-                             f'{self.multiple_of}, is smaller than the crop size {self.crop_size}')
+            height, width = images[0].shape[:2]
+            raise ValueError(f'{self.name}: image of {height}x{width}, cropped to multiples of {self.multiple_of}, '
+                             f'is smaller than the crop size {self.crop_size}')
         patches = random_crop(cropped, self.crop_size, rng)
         mode = int(rng.integers(1, 8))
         return [flip_rotate(patch, mode) for patch in patches]
