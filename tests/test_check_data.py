@@ -101,3 +101,14 @@ def test_list_and_cli_registration(capsys):
     assert cli.main(['check-data', '--list']) == 0
     out = capsys.readouterr().out
     assert 'restorevar_gopro_train' in out and 'sequence_folders' in out
+
+
+def test_a_gt_shared_by_several_pairs_is_read_and_reported_once(tmp_path, capsys):
+    meta = load_dataset_meta('reside_ots_train')
+    build_meta_tree(meta, str(tmp_path))
+    clear = tmp_path / meta.root / 'clear'
+    write_image(str(tmp_path / meta.root / 'haze' / 'part4' / '0025_1_0.2.jpg'))
+    (clear / '0025.jpg').write_bytes(b'broken')
+    code, out = run_check(['-meta', 'reside_ots_train', '--root', str(tmp_path)], capsys)
+    assert code == 1 and 'unreadable: 1\n' in out and f'{clear}/0025.jpg: cannot be decoded' in out
+    assert out.count('cannot be decoded') == 1

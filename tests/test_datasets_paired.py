@@ -168,6 +168,7 @@ def test_weighted_and_unbalanced_shares(haze_rain_root):
     ({'degradation_weights': {'haze': 1}, 'balance': 'none'}, 'needs balance: degradation'),
     ({'balance': 'dataset'}, "balance must be one of degradation, none; got 'dataset'"),
     ({'epoch_lenght': 10}, r'unknown option\(s\) epoch_lenght'),
+    ({'epoch_length': 10, 'balance': 'none'}, 'epoch_length needs balance: degradation'),
     ({'io_backend': {'type': 'lmdb'}}, 'pairing rule lmdb'),
     ({'transform': 'native', 'allow_size_mismatch': True}, 'allow_size_mismatch needs a transform'),
 ])

@@ -88,19 +88,26 @@ def _evenly_spread(pairs, limit):
 
 
 def read_pairs(check, pairs, reader):
-    """Read every pair in ``pairs`` and record unreadable files, size mismatches and conversions in ``check``."""
+    """Read every pair in ``pairs`` and record unreadable files, size mismatches and conversions in ``check``.
+
+    A file shared by several pairs (RESIDE: one GT for 35 hazy images) is read and reported once.
+    """
+    seen = {}
     for pair in pairs:
         infos = []
         for path in (pair.lq_path, pair.gt_path):
             if path is None:
                 continue
-            try:
-                infos.append(reader.read_with_info(path)[1])
-            except ImageReadError as error:
-                check.unreadable.append(str(error))
-                continue
-            for note in infos[-1].conversions():
-                check.conversions[note].append(path)
+            if path not in seen:
+                try:
+                    seen[path] = reader.read_with_info(path)[1]
+                except ImageReadError as error:
+                    seen[path] = None
+                    check.unreadable.append(str(error))
+                for note in seen[path].conversions() if seen[path] else []:
+                    check.conversions[note].append(path)
+            if seen[path] is not None:
+                infos.append(seen[path])
         check.read += 1
         if len(infos) == 2:
             lq, gt = infos

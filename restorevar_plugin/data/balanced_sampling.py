@@ -43,6 +43,7 @@ class BalancedDraw:
         if raw.sum() <= 0:
             raise ValueError(f'{where}: at least one degradation needs a positive weight; got {weights}')
         self.probabilities = raw / raw.sum()
+        self._members = list(self.groups.values())
 
     def shares(self):
         """``{label: probability}`` of drawing each label."""
@@ -57,5 +58,5 @@ class BalancedDraw:
         Returns:
             int: Index into ``labels``.
         """
-        members = list(self.groups.values())[rng.choice(len(self.groups), p=self.probabilities)]
+        members = self._members[rng.choice(len(self._members), p=self.probabilities)]
         return int(members[rng.integers(len(members))])

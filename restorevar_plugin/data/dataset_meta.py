@@ -410,7 +410,7 @@ def _require_dir(path, meta, key):
 
 
 def _list_images(folder, recursive, extensions):
-    """``{relative posix path: absolute path}`` of images in ``folder`` (extensions matched case-insensitively)."""
+    """``{posix path relative to folder: path}`` of images in ``folder`` (extensions matched case-insensitively)."""
     wanted = tuple(ext.lower() for ext in extensions)
     found = {}
     if recursive:
@@ -592,7 +592,8 @@ def _scan_lmdb(report, root):
             report.pairs.append(ImagePair(lq_path, gt_path, meta.degradation, meta.dataset))
         else:
             report.missing_gt.append((lq_path, (gt_path,)))
-    report.orphan_gt = [f'{gt_db}/{key}' for key in gt_keys if key not in set(lq_keys)]
+    lq_set = set(lq_keys)
+    report.orphan_gt = [f'{gt_db}/{key}' for key in gt_keys if key not in lq_set]
 
 
 def _scan_no_reference(report, root):

@@ -13,7 +13,7 @@ Option file entry (BasicSR dataset options)::
         transform: {type: restorevar, crop_size: 512}   # or a name; see restorevar_plugin.data.transforms
         balance: degradation                # 'degradation' (default for train) or 'none' (default otherwise)
         degradation_weights: {haze: 2}      # optional, relative; unlisted degradations weigh 1
-        epoch_length: 10000                 # optional items per epoch (default: number of pairs)
+        epoch_length: 10000                 # optional items per epoch with balance (default: number of pairs)
         seed: 0                             # randomness of val/test items (train: also torch's generator)
         allow_size_mismatch: false          # only with paper_512: resize LQ and GT independently
 
@@ -88,6 +88,9 @@ def paired_dataset_settings(opt):
     epoch_length = opt.get('epoch_length')
     if epoch_length is not None and (not isinstance(epoch_length, int) or epoch_length <= 0):
         raise ValueError(f'{where}: epoch_length must be a positive integer; got {epoch_length!r}')
+    if epoch_length is not None and balance != 'degradation':
+        raise ValueError(f'{where}: epoch_length needs balance: degradation (without it, items map to pairs one to '
+                         'one; use dataset_enlarge_ratio to repeat them)')
     transform = build_transform(opt.get('transform', 'restorevar' if phase == 'train' else 'paper_512'),
                                 f'{where}: transform')
     allow_mismatch = opt.get('allow_size_mismatch', False)
