@@ -8,6 +8,7 @@ CPU unless CUDA is available) of: ``encode`` = ``encode_latent`` (encoder + quan
 + ``decode_latent``. One untimed warm-up call precedes the timed repeats.
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -55,8 +56,9 @@ def main():
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     torch.manual_seed(0)
     weights = None
-    print(f'device {device}, threads {torch.get_num_threads()}, batch {args.batch}, repeats {args.repeats} '
-          f'(median, seconds per image)')
+    print(f'torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, fp32, random weights, '
+          f'batch {args.batch}, median of {args.repeats}, seconds per image; load average '
+          f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes skew the times)')
     print(f'{"px":>5} {"encode":>8} {"quantize":>9} {"teacher":>8} {"decode":>8}')
     for size, patch_nums in PATCH_NUMS.items():
         net = MultiScaleVQVAE(patch_nums=patch_nums).eval().requires_grad_(False).to(device)
