@@ -442,12 +442,17 @@ class MultiScaleQuantizer(nn.Module):
             dist.broadcast(self.embedding.weight.data, src=0)
             dist.broadcast(self.ema_vocab_hit_SV, src=0)
 
+    def dead_codes(self, min_usage=0.08):
+        """Boolean ``(V,)`` mask of the codes whose EMA hits summed over scales are below ``min_usage`` times
+        the uniform share ``ema_vocab_hit_SV.sum() / V`` (none before the first training-mode quantization)."""
+        hits = self.ema_vocab_hit_SV.sum(0)
+        return hits < min_usage * hits.sum() / self.vocab_size
+
     def restart_dead_codes(self, f, min_usage=0.08, generator=None):
         """Reseed the codes that have gone unused (:meth:`reseed_codes`) and return how many there were.
 
-        A code is dead when its EMA hit count summed over scales (``ema_vocab_hit_SV``, which remembers about
-        the last 100 training steps) is below ``min_usage`` times the uniform share
-        ``ema_vocab_hit_SV.sum() / V``. Nothing is dead before the first training-mode quantization.
+        Dead codes are those of :meth:`dead_codes` (``ema_vocab_hit_SV`` remembers about the last 100 training
+        steps).
 
         Args:
             f (Tensor): ``(B, C, P, P)`` recent continuous latents.
@@ -457,8 +462,7 @@ class MultiScaleQuantizer(nn.Module):
         Returns:
             int: Number of reseeded codes.
         """
-        hits = self.ema_vocab_hit_SV.sum(0)
-        dead = (hits < min_usage * hits.sum() / self.vocab_size).nonzero().flatten()
+        dead = self.dead_codes(min_usage).nonzero().flatten()
         if len(dead):
             self.reseed_codes(f, dead, generator)
         return len(dead)

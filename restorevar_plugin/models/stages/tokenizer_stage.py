@@ -10,7 +10,8 @@ PatchGAN terms) plus ``train.vq_weight`` x (codebook loss + beta x commitment lo
   usage fell below ``min_usage`` x uniform usage are re-seeded from the current batch's residuals.
 
 Logged: the losses, ``perplexity`` (of the batch's code usage over all scales; ``vocab_size`` when uniform)
-and ``dead_codes`` (codes whose EMA usage is below the threshold at every scale).
+and ``dead_codes`` (codes whose EMA usage summed over scales is below the threshold, see
+``MultiScaleQuantizer.dead_codes``).
 """
 from collections import OrderedDict
 
@@ -49,12 +50,6 @@ class TokenizerStage(TrainingStage):
                                                   self.train_opt['optim_g'])
         return [model.optimizer_g] + self.objective.discriminator_optimizers()
 
-    def dead_codes(self):
-        """Number of codes whose EMA usage is below ``min_usage`` x uniform usage at every scale."""
-        usage = self.model.get_bare_model(self.model.net_vqvae).quantize.ema_vocab_hit_SV
-        uniform = usage.sum(dim=1, keepdim=True) / usage.shape[1]
-        return int((usage < self.min_usage * uniform).all(dim=0).sum())
-
     def optimize(self, current_iter):
         """One VQVAE step (when scheduled), the discriminator step, and the periodic dead-code restart."""
         model = self.model
@@ -76,5 +71,5 @@ class TokenizerStage(TrainingStage):
             with torch.no_grad():
                 restarted = vqvae.restart_dead_codes(vqvae.encode_latent(model.gt), self.min_usage)
             log['restarted_codes'] = torch.tensor(float(restarted), device=model.device)
-        log['dead_codes'] = torch.tensor(float(self.dead_codes()), device=model.device)
+        log['dead_codes'] = vqvae.quantize.dead_codes(self.min_usage).sum().float()
         return log
