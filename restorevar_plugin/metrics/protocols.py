@@ -137,3 +137,12 @@ BASICSR_Y = EvaluationProtocol(
 )
 
 PROTOCOLS = {protocol.name: protocol for protocol in (RESTOREVAR_PAPER, PROMPTIR_NATIVE, BASICSR_Y)}
+
+NO_REFERENCE_METRIC_TYPES = frozenset(
+    {options['type'] for protocol in PROTOCOLS.values() for key, options in protocol.metrics.items()
+     if not METRICS[key].needs_reference} | {'calculate_niqe'})
+
+
+def needs_reference(metric_type):
+    """Whether the registered metric function ``metric_type`` compares against a ground truth (``img2``)."""
+    return metric_type not in NO_REFERENCE_METRIC_TYPES

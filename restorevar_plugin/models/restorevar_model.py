@@ -38,6 +38,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from einops import rearrange
 from tqdm import tqdm
 
+from restorevar_plugin.metrics.protocols import needs_reference
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
 from restorevar_plugin.official_checkpoints import load_official_restorevar
@@ -45,6 +46,20 @@ from restorevar_plugin.official_checkpoints import load_official_restorevar
 NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), ('net_refiner', 'network_refiner'),
                         ('net_d', 'network_d')])
 TIMED_STEPS = ('encoder', 'generation', 'refiner', 'decoder')
+
+
+def unique_image_name(path, used):
+    """The file stem of ``path``, prefixed with parent folders until it is not in ``used`` (then added).
+
+    GoPro, REVIDE and LOLBlur reuse frame names across sequence folders; this keeps their outputs apart.
+    """
+    parts = Path(path).with_suffix('').parts
+    for depth in range(1, len(parts) + 1):
+        name = '_'.join(parts[-depth:])
+        if name not in used:
+            used.add(name)
+            return name
+    raise ValueError(f'{path} appears twice in the same dataset')
 
 
 class StepTimer:
@@ -331,31 +346,36 @@ class RestoreVARModel(PluginBaseModel):
         if metrics_opt:
             self._initialize_best_metric_results(dataset_name)
         self.timer = StepTimer(self.device)
-        rows = []
+        rows, used_names = [], set()
         progress = tqdm(total=len(dataloader), unit='image', disable=not val_opt.get('pbar', False))
         for val_data in dataloader:
             self.feed_data(val_data)
             self.test()
             visuals = self.get_current_visuals()
             for index, lq_path in enumerate(val_data['lq_path']):
-                name = Path(lq_path).stem
-                restored = tensor2img(visuals['result'][index])
-                row = {'image': name}
+                name = unique_image_name(lq_path, used_names)
+                metric_data = {'img': tensor2img(visuals['result'][index])}
                 if 'gt' in visuals:
-                    gt = tensor2img(visuals['gt'][index])
-                    for label, metric_opt in metrics_opt.items():
-                        row[label] = float(calculate_metric({'img': restored, 'img2': gt}, deepcopy(metric_opt)))
+                    metric_data['img2'] = tensor2img(visuals['gt'][index])
+                row = {'image': name}
+                for label, metric_opt in metrics_opt.items():
+                    if 'img2' in metric_data or not needs_reference(metric_opt['type']):
+                        row[label] = float(calculate_metric(metric_data, deepcopy(metric_opt)))
                 rows.append(row)
                 if save_img or save_grid:
                     self._save_images(dataset_name, name, current_iter, visuals, index, save_img, save_grid)
             progress.update(len(val_data['lq_path']))
         progress.close()
-        means = {label: sum(row[label] for row in rows) / len(rows) for label in metrics_opt if rows}
+        means = {}
+        for label in metrics_opt:
+            values = [row[label] for row in rows if label in row]
+            if values:
+                means[label] = sum(values) / len(values)
         for label, value in means.items():
             self._update_best_metric_result(dataset_name, label, value, current_iter)
         self._log_validation(dataset_name, current_iter, means, tb_logger)
         if self.is_train and means and self.stage is not None:
-            first = next(iter(metrics_opt))
+            first = next(iter(means))
             if self.best_metric_results[dataset_name][first]['iter'] == current_iter:
                 self.save(-1, current_iter, label_suffix='best')
         if not self.is_train:
@@ -395,7 +415,7 @@ class RestoreVARModel(PluginBaseModel):
         if not rows:
             return
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buffer, fieldnames=['image', *means])
         writer.writeheader()
         writer.writerows(rows)
         writer.writerow({'image': 'mean', **means})

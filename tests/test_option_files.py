@@ -1,0 +1,96 @@
+"""Every option file in options/ parses, names only registered types, and builds: full size on `meta`, demo for real."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from basicsr.archs import build_network
+from basicsr.models import build_model
+
+from conftest import REPO
+from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
+from restorevar_plugin.harness import check_registry_names
+from restorevar_plugin.models.stages import STAGES
+from test_restorevar_model import load_option_file
+
+OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
+FULL_SIZE = [path for path in OPTION_FILES if 'demo' not in path.parts]
+DEMO = [path for path in OPTION_FILES if 'demo' in path.parts]
+OFFICIAL_PARAMETERS = {
+    'MultiScaleVQVAE': 108_948_355,
+    'RestoreVARTransformer': 273_986_097,
+    'LatentRefinerTransformer': 22_967_616,
+}
+
+
+def ids(paths):
+    return [str(path.relative_to(REPO / 'options')) for path in paths]
+
+
+def test_the_option_files_exist():
+    names = {path.name for path in FULL_SIZE}
+    assert {'restorevar_stage1.yml', 'restorevar_stage2.yml', 'restorevar_stage3.yml', 'restorevar_test.yml'} <= names
+    demo_names = {path.name for path in DEMO}
+    assert {'restorevar_tokenizer.yml', 'restorevar_stage1.yml', 'restorevar_stage2.yml', 'restorevar_stage3.yml',
+            'restorevar_test.yml'} <= demo_names
+
+
+@pytest.mark.parametrize('path', OPTION_FILES, ids=ids(OPTION_FILES))
+def test_option_file_parses_and_names_registered_types(path):
+    opt = load_option_file(path)
+    assert opt['name']
+    if 'analysis' in opt:  # `basicsr analyze-scales` files: a VQVAE and datasets, no model
+        opt['model_type'] = 'RestoreVARModel'
+    check_registry_names(opt)
+    if 'train' in opt and opt['model_type'] == 'RestoreVARModel':
+        assert opt['train']['stage'] in STAGES
+
+
+@pytest.mark.parametrize('path', FULL_SIZE, ids=ids(FULL_SIZE))
+def test_full_size_networks_build_on_meta_with_official_sizes(path):
+    opt = load_option_file(path)
+    networks = {key: value for key, value in opt.items() if key.startswith('network_')}
+    assert networks
+    for key, network_opt in networks.items():
+        with torch.device('meta'):
+            network = build_network(copy.deepcopy(network_opt))
+        count = sum(param.numel() for param in network.parameters())
+        expected = OFFICIAL_PARAMETERS.get(network_opt['type'])
+        if expected is not None:
+            assert count == expected, f'{path.name} {key}: {count:,} parameters'
+    for key, dataset_opt in opt['datasets'].items():
+        if dataset_opt['type'] == 'MultiDegradationPairedDataset':
+            settings = paired_dataset_settings(dict(dataset_opt, phase=key.split('_')[0]))
+            assert settings.metas
+
+
+def test_paper_recipe_numbers():
+    stage1 = load_option_file(REPO / 'options' / 'restorevar_stage1.yml')
+    assert stage1['network_vqvae']['patch_nums'] == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
+    train = stage1['train']
+    assert (train['optim_g']['type'], train['optim_g']['lr'], train['optim_g']['betas']) == ('AdamW', 1e-4, [0.9, 0.95])
+    assert train['optim_g']['weight_decay'] == 0.05 and train['grad_clip'] == 2.0 and train['amp'] == 'fp16'
+    assert stage1['datasets']['train']['batch_size_per_gpu'] == 24
+    iterations_per_epoch = -(-stage1['datasets']['train']['epoch_length'] // 48)
+    assert train['total_iter'] == 50 * iterations_per_epoch == train['scheduler']['total_iter']
+    assert train['scheduler']['warmup_iter'] == iterations_per_epoch
+
+
+@pytest.mark.parametrize('path', DEMO, ids=ids(DEMO))
+def test_demo_option_file_builds_its_model(path, tmp_path):
+    opt = load_option_file(path)
+    if 'analysis' in opt:
+        assert isinstance(build_network(copy.deepcopy(opt['network_vqvae'])), torch.nn.Module)
+        return
+    is_train = 'train' in opt
+    opt.update(is_train=is_train, dist=False, rank=0, world_size=1, num_gpu=0)
+    opt.setdefault('path', {})
+    for key in list(opt['path']):
+        if key.startswith('pretrain_'):
+            opt['path'][key] = None
+    for key in ('models', 'training_states', 'visualization', 'results_root'):
+        opt['path'][key] = str(tmp_path / key)
+    model = build_model(opt)
+    if is_train:
+        assert model.optimizers and model.schedulers
+    assert Path(model.opt['path']['models']).name == 'models'
