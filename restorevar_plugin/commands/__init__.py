@@ -9,4 +9,5 @@ COMMAND_MODULES = [
     'restorevar_plugin.commands.test',
     'restorevar_plugin.commands.list_registered',
     'restorevar_plugin.commands.check_data',
+    'restorevar_plugin.commands.analyze_scales',
 ]
