@@ -126,6 +126,30 @@ def test_transformer_stage_logs_token_accuracy(tmp_path):
     assert all(0 <= log[key] <= 100 for key in ('acc', 'acc_first', 'acc_last'))
 
 
+def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
+    torch.manual_seed(0)
+    opt = tiny_options('restorevar_stage3.yml', tmp_path)
+    opt['train']['ema_decay'] = 0.5
+    model = build_model(opt)
+    key = 'proj_in.weight'
+    batch = fixed_batch(opt)
+    weights = [model.net_refiner.state_dict()[key].clone()]
+    for iteration in (1, 2):
+        model.feed_data(batch)
+        model.optimize_parameters(iteration)
+        weights.append(model.net_refiner.state_dict()[key].clone())
+    trained, averaged = model.net_refiner.state_dict(), model.net_g_ema.state_dict()
+    # the EMA starts as a copy (w0), then two updates of decay 0.5
+    torch.testing.assert_close(averaged[key], 0.25 * weights[0] + 0.25 * weights[1] + 0.5 * weights[2])
+    assert not torch.equal(averaged[key], trained[key])
+    model.save(0, 2)
+    checkpoint = torch.load(tmp_path / 'models' / 'net_refiner_2.pth', weights_only=True)
+    assert set(checkpoint) == {'params', 'params_ema'}
+    torch.testing.assert_close(checkpoint['params_ema'][key], averaged[key])
+    torch.testing.assert_close(checkpoint['params'][key], trained[key])
+    assert not (tmp_path / 'models' / 'net_g_2.pth').exists()
+
+
 def test_refiner_stage_freezes_transformer_and_vqvae(tmp_path):
     torch.manual_seed(0)
     model = build_model(tiny_options('restorevar_stage3.yml', tmp_path))

@@ -105,7 +105,10 @@ class PluginBaseModel(BaseModel):
 
     Subclasses call :meth:`build_optimizer` in ``setup_optimizers``, wrap forward passes in
     :meth:`autocast` and replace ``loss.backward(); optimizer.step()`` by :meth:`backward_and_step`.
+    ``ema_network`` names the attribute whose EMA ``net_g_ema`` holds.
     """
+
+    ema_network = 'net_g'
 
     def __init__(self, opt):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
@@ -132,12 +135,13 @@ class PluginBaseModel(BaseModel):
             return contextlib.nullcontext()
         return torch.autocast(device_type='cuda', dtype=self.amp_dtype)
 
-    def backward_and_step(self, loss, optimizer, parameters=None):
+    def backward_and_step(self, loss, optimizer, log=None, parameters=None):
         """Backward (scaled for fp16), optional clipping of ``parameters``, optimizer step, scaler update.
 
         Args:
             loss (Tensor): Scalar loss.
             optimizer (Optimizer): The optimizer to step (its gradients must have been zeroed).
+            log (dict | None): When clipping is on, receives ``grad_norm`` (a tensor, for ``reduce_loss_dict``).
             parameters (Iterable[Tensor] | None): Clipped to ``train.grad_clip`` when set; defaults to
                 every parameter of ``optimizer``.
 
@@ -151,6 +155,8 @@ class PluginBaseModel(BaseModel):
             if parameters is None:
                 parameters = [p for group in optimizer.param_groups for p in group['params']]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip))
+            if log is not None:
+                log['grad_norm'] = torch.tensor(grad_norm, device=loss.device)
         self.grad_scaler.step(optimizer)
         self.grad_scaler.update()
         return grad_norm
@@ -205,14 +211,14 @@ class PluginBaseModel(BaseModel):
             self.schedulers.append(scheduler_class(optimizer, **scheduler_opt))
 
     def model_ema(self, decay=0.999):
-        """EMA of ``net_g`` into ``net_g_ema``: parameters are averaged, buffers copied."""
-        net_g = self.get_bare_model(self.net_g)
+        """EMA of the network named by ``self.ema_network`` into ``net_g_ema``: parameters averaged, buffers copied."""
+        source = self.get_bare_model(getattr(self, self.ema_network))
         with torch.no_grad():
             ema_params = dict(self.net_g_ema.named_parameters())
-            for name, param in net_g.named_parameters():
+            for name, param in source.named_parameters():
                 ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
             ema_buffers = dict(self.net_g_ema.named_buffers())
-            for name, buffer in net_g.named_buffers():
+            for name, buffer in source.named_buffers():
                 ema_buffers[name].copy_(buffer)
 
     def load_network(self, net, load_path, strict=True, param_key='params'):

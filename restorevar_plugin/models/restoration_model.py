@@ -42,9 +42,7 @@ class RestorationModel(PluginBaseModel, SRModel):
                 if value is not None:
                     loss_dict[name] = value
                     l_total = l_total + value
-        grad_norm = self.backward_and_step(l_total, self.optimizer_g)
-        if grad_norm is not None:
-            loss_dict['grad_norm'] = torch.tensor(grad_norm, device=self.device)
+        self.backward_and_step(l_total, self.optimizer_g, loss_dict)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

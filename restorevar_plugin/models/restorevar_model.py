@@ -172,17 +172,6 @@ class RestoreVARModel(PluginBaseModel):
         self.optimizers.extend(self.stage.setup_optimizers())
         self.setup_schedulers()
 
-    def model_ema(self, decay=0.999):
-        """EMA of the stage's main network (parameters averaged, buffers copied) into ``net_g_ema``."""
-        source = self.get_bare_model(getattr(self, self.ema_network))
-        with torch.no_grad():
-            ema_params = dict(self.net_g_ema.named_parameters())
-            for name, param in source.named_parameters():
-                ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
-            ema_buffers = dict(self.net_g_ema.named_buffers())
-            for name, buffer in source.named_buffers():
-                ema_buffers[name].copy_(buffer)
-
     def feed_data(self, data):
         """``data['lq']`` / ``data['gt']`` ``(B, 3, H, W)`` in [0, 1] -> ``self.lq`` / ``self.gt`` in [-1, 1]."""
         self.lq = data['lq'].to(self.device) * 2 - 1

@@ -72,6 +72,6 @@ class DecoderStage(TrainingStage):
         if self.objective.updates_generator(current_iter):
             model.optimizer_g.zero_grad(set_to_none=True)
             loss, log = self.objective.generator_loss(reconstruction, model.gt)
-            model.backward_and_step(loss, model.optimizer_g)
+            model.backward_and_step(loss, model.optimizer_g, log)
         log.update(self.objective.discriminator_step(reconstruction, model.gt))
         return log

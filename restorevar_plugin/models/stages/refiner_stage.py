@@ -50,7 +50,5 @@ class RefinerStage(TrainingStage):
             refined = model.net_refiner(f_hat_tokens, generated.last_hidden)
         loss = self.cri_pix(refined.float(), target)
         log = OrderedDict(l_pix=loss)
-        grad_norm = model.backward_and_step(loss, model.optimizer_g)
-        if grad_norm is not None:
-            log['grad_norm'] = torch.tensor(grad_norm, device=model.device)
+        model.backward_and_step(loss, model.optimizer_g, log)
         return log

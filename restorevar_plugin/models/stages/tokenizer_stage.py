@@ -64,7 +64,7 @@ class TokenizerStage(TrainingStage):
             model.optimizer_g.zero_grad(set_to_none=True)
             loss, log = self.objective.generator_loss(reconstruction, model.gt)
             log['l_vq'] = vq['vq_loss']
-            model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g)
+            model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g, log)
         log.update(self.objective.discriminator_step(reconstruction, model.gt))
         log['perplexity'] = perplexity(vq['code_counts'].float())
         if self.restart_interval and current_iter % self.restart_interval == 0:

@@ -40,9 +40,7 @@ class TransformerStage(TrainingStage):
         loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
                                label_smoothing=float(self.train_opt.get('label_smoothing', 0.0)))
         log = OrderedDict(l_ce=loss)
-        grad_norm = model.backward_and_step(loss, model.optimizer_g)
-        if grad_norm is not None:
-            log['grad_norm'] = torch.tensor(grad_norm, device=model.device)
+        model.backward_and_step(loss, model.optimizer_g, log)
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == target).float()
             first, last = indices[0].shape[1], indices[-1].shape[1]
