@@ -136,3 +136,15 @@ def test_torchrun_two_cpu_processes_stay_in_sync(tmp_path, toy_root):
         assert torch.equal(rank0[key], rank1[key]), key
         assert torch.equal(rank0[key], initial[key]), key
     assert 'World size (gpu number): 2' in result.stdout + result.stderr
+
+
+def test_both_local_rank_spellings_are_accepted():
+    from restorevar_plugin.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(['train', '-opt', 'x.yml', '--local-rank=1']).local_rank == 1
+    assert parser.parse_args(['train', '-opt', 'x.yml', '--local_rank', '2']).local_rank == 2
+    args = parser.parse_args(['train', '-opt', 'x.yml', '--launcher', 'slurm', '--auto_resume', '--debug',
+                              '--force_yml', 'train:total_iter=3', 'logger:print_freq=1'])
+    assert (args.launcher, args.auto_resume, args.debug) == ('slurm', True, True)
+    assert args.force_yml == ['train:total_iter=3', 'logger:print_freq=1']

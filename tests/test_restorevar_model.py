@@ -13,6 +13,9 @@ from basicsr.utils.options import ordered_yaml
 
 from conftest import REPO, run_cli
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
+from test_restorevar_arch import fake_base_var_state
+
+pytest_plugins = ['pretrained_fixtures']
 
 DEMO = REPO / 'options' / 'demo'
 SIZE = 32
@@ -187,6 +190,70 @@ def test_zero_weight_skips_a_loss_and_missing_discriminator_is_named(tmp_path):
         build_model(opt)
 
 
+def test_stage1_initialises_the_transformer_from_a_base_var_file(tmp_path):
+    opt = tiny_options('restorevar_stage1.yml', tmp_path)
+    reference = build_model(copy.deepcopy(opt)).net_g
+    state = fake_base_var_state(reference, levels=10, generator=torch.Generator().manual_seed(3))
+    torch.save(state, tmp_path / 'var_tiny.pth')
+    opt['path']['pretrain_var'] = str(tmp_path / 'var_tiny.pth')
+    model = build_model(opt)
+    loaded = model.net_g.state_dict()
+    assert torch.equal(loaded['blocks.0.attn.mat_qkv.weight'], state['blocks.0.attn.mat_qkv.weight'])
+    assert torch.equal(loaded['head.weight'], state['head.weight'])
+    assert float(loaded['blocks.0.cross_attn.gain']) == 0.0  # RestoreVAR-only modules keep their fresh init
+    assert model.net_g.training and all(p.requires_grad for p in model.net_g.parameters())
+    assert not any(p.requires_grad for p in model.net_vqvae.parameters())
+
+
+def test_missing_lpips_weights_stop_the_decoder_stage(tmp_path, empty_torch_home, no_network):
+    opt = tiny_options('restorevar_stage2.yml', tmp_path)
+    opt['train']['perceptual_opt']['loss_weight'] = 1.0
+    with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth') as error:
+        build_model(opt)
+    assert str(empty_torch_home) in str(error.value)
+
+
+def test_lpips_term_trains_with_planted_weights(tmp_path, lpips_home):
+    opt = tiny_options('restorevar_stage2.yml', tmp_path)
+    opt['train'].update(net_d_init_iters=0)
+    opt['train']['perceptual_opt']['loss_weight'] = 1.0
+    model = build_model(opt)
+    log = train_on(model, fixed_batch(opt), 1)[0]
+    assert log['l_percep'] > 0
+
+
+def test_original_decoder_ablation_and_refiner_switch(tmp_path):
+    torch.manual_seed(0)
+    opt = tiny_options('restorevar_stage3.yml', tmp_path)
+    opt['is_train'] = False
+    model = build_model(copy.deepcopy(opt))
+    other = build_model(copy.deepcopy(opt)).net_vqvae
+    torch.save({'params': other.state_dict()}, tmp_path / 'other_vqvae.pth')
+    torch.save({'params': model.net_vqvae.state_dict()}, tmp_path / 'vqvae.pth')
+    torch.save({'params': model.net_g.state_dict()}, tmp_path / 'g.pth')
+    torch.save({'params': model.net_refiner.state_dict()}, tmp_path / 'refiner.pth')
+    opt['path'].update(pretrain_network_vqvae=str(tmp_path / 'vqvae.pth'), pretrain_network_g=str(tmp_path / 'g.pth'),
+                       pretrain_network_refiner=str(tmp_path / 'refiner.pth'))
+    images = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    full = build_model(copy.deepcopy(opt))
+    baseline = full.restore(images)
+    torch.testing.assert_close(baseline, model.restore(images))
+
+    with_original_decoder = copy.deepcopy(opt)
+    with_original_decoder['path']['pretrain_decoder'] = str(tmp_path / 'other_vqvae.pth')
+    ablation = build_model(with_original_decoder)
+    vqvae = ablation.net_vqvae
+    generated = ablation.net_g.generate(vqvae.encode_features(images), vqvae)
+    tokens = ablation.net_refiner(generated.f_hat.flatten(2).transpose(1, 2), generated.last_hidden)
+    latent = tokens.transpose(1, 2).reshape(generated.f_hat.shape)
+    torch.testing.assert_close(ablation.restore(images), other.decode_latent(latent))
+
+    without_refiner = copy.deepcopy(opt)
+    without_refiner['val'] = {'use_refiner': False}
+    plain = build_model(without_refiner)
+    torch.testing.assert_close(plain.restore(images), vqvae.decode_latent(generated.f_hat))
+
+
 def test_unknown_stage_is_named(tmp_path):
     opt = tiny_options('restorevar_stage1.yml', tmp_path)
     opt['train']['stage'] = 'transformers'
@@ -239,7 +306,7 @@ def test_demo_stages_chain_and_test_writes_images_and_metrics(tmp_path):
     assert 'Resuming training from epoch' in log
     assert 'pretrain_network_vqvae: no net_vqvae_2.pth was saved' in log
     assert all(name.startswith('net_g_') for name in saved(root, 'demo_restorevar_stage1'))
-    assert 'net_g_4.pth' in saved(root, 'demo_restorevar_stage1')
+    assert {'net_g_4.pth', 'net_g_best.pth', 'net_g_latest.pth'} <= set(saved(root, 'demo_restorevar_stage1'))
 
     run_stage('restorevar_stage2.yml', root)
     stage2 = saved(root, 'demo_restorevar_stage2')
