@@ -24,8 +24,8 @@ setup(
     python_requires='>=3.9,<3.13',
     install_requires=[
         'basicsr==1.4.2',
-        'torch>=2.1,<=2.14.1',
-        'torchvision>=0.16,<=0.29.1',
+        'torch>=2.3,<=2.14.1',
+        'torchvision>=0.18,<=0.29.1',
         'numpy>=1.23',
         'einops>=0.7',
         'lpips>=0.1.4',

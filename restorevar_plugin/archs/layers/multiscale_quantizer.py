@@ -16,7 +16,6 @@ with :meth:`MultiScaleQuantizer.scale_contribution`, so they cannot drift apart.
 in the codebook's dtype with autocast disabled, as VAR does.
 """
 import functools
-import itertools
 
 import numpy as np
 import torch
@@ -156,7 +155,7 @@ class MultiScaleQuantizer(nn.Module):
     def __init__(self, vocab_size, channels, patch_nums, beta=0.25, quant_resi=0.5, share_quant_resi=4):
         super().__init__()
         patch_nums = tuple(int(pn) for pn in patch_nums)
-        if any(pn < 1 for pn in patch_nums) or any(a >= b for a, b in itertools.pairwise(patch_nums)):
+        if any(pn < 1 for pn in patch_nums) or any(a >= b for a, b in zip(patch_nums, patch_nums[1:])):
             raise ValueError(f'patch_nums must be strictly increasing positive sides, got {patch_nums}')
         if share_quant_resi < 2:
             raise ValueError(f'share_quant_resi must be >= 2 (partially shared phi convs, the official '

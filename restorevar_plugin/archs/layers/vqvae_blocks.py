@@ -6,7 +6,6 @@ Every module keeps the official parameter names (``conv_in``, ``down.{i}.block.{
 is SiLU, there is no dropout, and self-attention is single-head and used only at the lowest resolution and
 in the middle block.
 """
-import itertools
 
 import torch.nn.functional as F
 from einops import rearrange
@@ -121,7 +120,7 @@ class MidBlock(nn.Module):
 def _residual_stack(in_channels, out_channels, num_blocks):
     """``num_blocks`` ResnetBlocks; the first maps ``in_channels`` to ``out_channels``."""
     channels = [in_channels] + [out_channels] * num_blocks
-    return nn.ModuleList(ResnetBlock(cin, cout) for cin, cout in itertools.pairwise(channels))
+    return nn.ModuleList(ResnetBlock(cin, cout) for cin, cout in zip(channels, channels[1:]))
 
 
 def _run_stack(blocks, attns, x):
