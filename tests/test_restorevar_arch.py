@@ -527,3 +527,15 @@ def test_load_var_pretrained_rejects_foreign_files(tmp_path):
         net.load_var_pretrained(tmp_path / 'partial.pth')
     with pytest.raises(FileNotFoundError):
         net.load_var_pretrained(tmp_path / 'var_d16.pth')
+
+
+def test_condition_and_start_tokens_are_embedded_in_fp32_under_autocast():
+    vqvae, net = tiny_vqvae(), tiny_transformer(gates=0.5)
+    cond = torch.randn(2, 8, 4, 4)
+    teacher = teacher_input_for(vqvae, 2, seed=5)
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        start_tokens, cond_kvs = net._prepare_condition(cond)
+        logits = net(cond, teacher)
+    assert start_tokens.dtype == torch.float32
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, net(cond, teacher), atol=0.5, rtol=0.1)

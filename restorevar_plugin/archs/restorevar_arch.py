@@ -53,6 +53,11 @@ def _is_base_var_only_key(key):
     return key in BASE_VAR_DROPPED_KEYS or 'ada_lin.' in key or key.endswith('attn.zero_k_bias')
 
 
+def full_precision(device):
+    """Context in which autocast is off on ``device`` (the official model embeds tokens in fp32)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 @dataclass
 class GenerationResult:
     """Output of :meth:`RestoreVARTransformer.generate`.
@@ -254,6 +259,17 @@ class RestoreVARTransformer(nn.Module):
         first_len = self.scale_spans[0][1]
         return (self.class_emb.weight[self.num_classes] + global_vector).expand(-1, first_len, -1)
 
+    def _prepare_condition(self, cond):
+        """Start tokens ``(B, patch_nums[0]**2, C)`` and every block's cross-attention keys/values.
+
+        The condition and the start token are embedded in fp32 even under autocast, as the official model
+        does; the per-block key/value projections follow the ambient precision.
+        """
+        with full_precision(cond.device):
+            cond_tokens, cond_seq = self._embed_condition(cond.float())
+            start_tokens = self._start_tokens(cond_tokens)
+        return start_tokens, [block.cross_attn.condition_kv(cond_seq, self.rope_cond) for block in self.blocks]
+
     def _run_blocks(self, x, rope, cond_kvs, attn_mask=None, kv_caches=None):
         kv_caches = kv_caches or [None] * self.depth
         for block, cond_kv, kv_cache in zip(self.blocks, cond_kvs, kv_caches):
@@ -280,12 +296,11 @@ class RestoreVARTransformer(nn.Module):
         if tuple(teacher_input.shape) != expected:
             raise ValueError(f'teacher_input must be {expected} (from indices_to_teacher_input), '
                              f'got {tuple(teacher_input.shape)}')
-        cond_tokens, cond_seq = self._embed_condition(cond)
-        x = torch.cat([self._start_tokens(cond_tokens), self.word_embed(teacher_input)], dim=1)
-        x = x + self.lvl_embed(self.level_ids)
-        mask = self.block_causal_mask()
-        for block in self.blocks:
-            x = block(x, self.rope, block.cross_attn.condition_kv(cond_seq, self.rope_cond), attn_mask=mask)
+        start_tokens, cond_kvs = self._prepare_condition(cond)
+        with full_precision(cond.device):
+            x = torch.cat([start_tokens, self.word_embed(teacher_input.float())], dim=1)
+            x = x + self.lvl_embed(self.level_ids)
+        x = self._run_blocks(x, self.rope, cond_kvs, attn_mask=self.block_causal_mask())
         return self.logits(x)
 
     def _check_vqvae(self, vqvae):
@@ -316,12 +331,12 @@ class RestoreVARTransformer(nn.Module):
             block's hidden states ``(B, L, C)``.
         """
         self._check_vqvae(vqvae)
-        cond_tokens, cond_seq = self._embed_condition(cond)
-        cond_kvs = [block.cross_attn.condition_kv(cond_seq, self.rope_cond) for block in self.blocks]
+        start_tokens, cond_kvs = self._prepare_condition(cond)
         kv_caches = [KVCache() for _ in self.blocks] if use_kv_cache else None
-        level_embeddings = self.lvl_embed(self.level_ids)
-        tokens = self._start_tokens(cond_tokens) + level_embeddings[:self.scale_spans[0][1]]
-        f_hat = cond.new_zeros(cond.shape[0], self.z_channels, self.grid, self.grid)
+        with full_precision(cond.device):
+            level_embeddings = self.lvl_embed(self.level_ids)
+            tokens = start_tokens + level_embeddings[:self.scale_spans[0][1]]
+        f_hat = cond.new_zeros(cond.shape[0], self.z_channels, self.grid, self.grid, dtype=torch.float32)
         prefix, indices, hidden = [], [], []
         for scale, (start, end) in enumerate(self.scale_spans):
             if use_kv_cache:
@@ -336,8 +351,9 @@ class RestoreVARTransformer(nn.Module):
             f_hat, next_input = vqvae.next_scale_input(scale, f_hat, vqvae.embed_indices(indices[-1], scale))
             if next_input is not None:
                 next_end = self.scale_spans[scale + 1][1]
-                tokens = self.word_embed(rearrange(next_input, 'b c h w -> b (h w) c'))
-                tokens = tokens + level_embeddings[end:next_end]
+                with full_precision(cond.device):
+                    tokens = self.word_embed(rearrange(next_input.float(), 'b c h w -> b (h w) c'))
+                    tokens = tokens + level_embeddings[end:next_end]
         return GenerationResult(indices=indices, f_hat=f_hat, last_hidden=torch.cat(hidden, dim=1))
 
     def load_var_pretrained(self, path):
