@@ -60,11 +60,6 @@ def check_coarse_scales(coarse_scales, patch_nums, name='coarse_scales'):
     return coarse_scales
 
 
-def vqvae_resolution(vqvae):
-    """Side in pixels of the images a VQVAE tokenizes: ``patch_nums[-1] * downsample_factor``."""
-    return vqvae.patch_nums[-1] * vqvae.downsample_factor
-
-
 def resize_to_resolution(image, size):
     """Lanczos-resize one image to ``size`` x ``size`` (the datasets' ``paper_512`` filter; aspect not kept).
 
@@ -134,7 +129,7 @@ def scale_swap_analysis(vqvae, degraded, gt, coarse_scales=None):
         ValueError: Bad shapes or k (see :func:`check_coarse_scales`).
     """
     k = check_coarse_scales(coarse_scales, vqvae.patch_nums)
-    _check_pair(degraded, gt, vqvae_resolution(vqvae))
+    _check_pair(degraded, gt, vqvae.image_size)
     batch = degraded.shape[0]
     both = vqvae.img_to_indices(torch.cat([degraded, gt]) * 2 - 1)
     degraded_indices = [idx[:batch] for idx in both]

@@ -67,6 +67,11 @@ class MultiScaleVQVAE(nn.Module):
         self.patch_nums = self.quantize.patch_nums
 
     @property
+    def image_size(self):
+        """int: Side in pixels of the images whose latent is the last scale's grid, ``patch_nums[-1] * downsample_factor``."""
+        return self.patch_nums[-1] * self.downsample_factor
+
+    @property
     def phi_indices(self):
         """tuple[int, ...]: The shared phi conv used by each scale (``[0,0,1,1,1,2,2,3,3,3]`` for 10 scales)."""
         return self.quantize.phi_indices

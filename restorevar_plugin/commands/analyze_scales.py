@@ -46,8 +46,7 @@ from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.harness import check_registry_names, resolve_option_paths
 from restorevar_plugin.official_checkpoints import load_official_vqvae
 from restorevar_plugin.scale_analysis import (PANEL_TITLES, PSNR_COLUMNS, VARIANTS, check_coarse_scales, mean_rows,
-                                              resize_to_resolution, scale_swap_analysis, summary_markdown,
-                                              vqvae_resolution)
+                                              resize_to_resolution, scale_swap_analysis, summary_markdown)
 
 NAME = 'analyze-scales'
 HELP = 'scale-space analysis (paper Fig. 2): swap coarse/fine token scales between degraded and GT images'
@@ -145,7 +144,7 @@ def analyze_dataset(vqvae, dataset, where, coarse_scales, max_images, batch_size
     """
     if not len(dataset):
         raise ValueError(f'{where}: the dataset is empty')
-    size = vqvae_resolution(vqvae)
+    size = vqvae.image_size
     rows, resized = [], set()
     for chunk in _batches(select_indices(len(dataset), max_images), batch_size):
         items = [dataset[index] for index in chunk]
@@ -198,7 +197,7 @@ def _header(dataset_name, vqvae, coarse_scales, count):
     patch_nums = vqvae.patch_nums
     coarse = ', '.join(map(str, patch_nums[:coarse_scales]))
     fine = ', '.join(map(str, patch_nums[coarse_scales:]))
-    size = vqvae_resolution(vqvae)
+    size = vqvae.image_size
     columns = ' | '.join(PANEL_TITLES[variant] for variant in VARIANTS)
     return (f'## {dataset_name}: {count} image(s) at {size}x{size}, coarse scales [{coarse}] | fine scales [{fine}] '
             f'(k={coarse_scales})\n\nPSNR (dB) to the GT image; input = the degraded image itself, the others are '
