@@ -10,7 +10,9 @@ afterwards (nothing is patched at import time):
   one root for every relative path, registry names checked with close-match hints, GPU-only options
   downgraded on a CPU-only machine;
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
-  run's root and loaded onto the run's device (CPU included).
+  run's root and loaded onto the run's device (CPU included);
+* ``basicsr.{train,test}.build_dataloader`` -> :func:`build_dataloader`: validation and test sets honour
+  ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference.
 
 The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
 resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
+from basicsr.data import build_dataloader as basicsr_build_dataloader
 from basicsr.utils import check_resume, scandir
 
 from restorevar_plugin.registry_utils import require_registered
@@ -153,6 +156,19 @@ def load_resume_state(opt):
     return resume_state
 
 
+def build_dataloader(dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, seed=None):
+    """BasicSR's ``build_dataloader``, except that val/test sets with ``batch_size_per_gpu`` are batched.
+
+    Evaluation batches keep the dataset order (no shuffling, no dropped last batch); images of one batch
+    must share a size (e.g. ``transform: paper_512``). Without the option BasicSR's loader (batch 1) is used.
+    """
+    if dataset_opt['phase'] in ('val', 'test') and 'batch_size_per_gpu' in dataset_opt:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=int(dataset_opt['batch_size_per_gpu']), shuffle=False, drop_last=False,
+            num_workers=int(dataset_opt.get('num_worker_per_gpu', 0)), pin_memory=dataset_opt.get('pin_memory', False))
+    return basicsr_build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=dist, sampler=sampler, seed=seed)
+
+
 def _dist_params(option_file):
     with open(option_file, encoding='utf-8') as handle:
         return (yaml.safe_load(handle) or {}).get('dist_params') or {}
@@ -194,6 +210,8 @@ def basicsr_runtime(root, option_file, basicsr_argv):
         stack.enter_context(_replaced(basicsr.train, 'parse_options', parse_options))
         stack.enter_context(_replaced(basicsr.test, 'parse_options', parse_options))
         stack.enter_context(_replaced(basicsr.train, 'load_resume_state', load_resume_state))
+        stack.enter_context(_replaced(basicsr.train, 'build_dataloader', build_dataloader))
+        stack.enter_context(_replaced(basicsr.test, 'build_dataloader', build_dataloader))
         yield
 
 
