@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from skimage import data as skdata
 
@@ -87,6 +88,50 @@ def run_cli(args, cwd, timeout=600, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     return subprocess.run([sys.executable, '-m', 'restorevar_plugin.cli', *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+TORCHRUN_WRAPPER = '''"""Runs the CLI under torchrun, then saves this rank's networks (test instrumentation only)."""
+import os
+import sys
+
+import restorevar_plugin.cli  # first: applies the basicsr import shim
+import basicsr.train
+import torch
+
+built = []
+original_build_model = basicsr.train.build_model
+
+
+def build_and_keep(opt):
+    built.append(original_build_model(opt))
+    return built[-1]
+
+
+basicsr.train.build_model = build_and_keep
+code = restorevar_plugin.cli.main(sys.argv[1:])
+for model in built:
+    networks = {name: model.get_bare_model(value).state_dict() for name, value in vars(model).items()
+                if name.startswith('net_') and isinstance(value, torch.nn.Module)}
+    torch.save(networks, os.path.join(os.environ['WEIGHTS_DIR'], f'rank{os.environ["RANK"]}.pth'))
+sys.exit(code)
+'''
+
+
+def run_torchrun(cli_args, cwd, scratch, port=29531):
+    """``torchrun --nproc_per_node 2`` of the CLI on CPU; returns the CompletedProcess and each rank's networks.
+
+    Returns:
+        tuple: ``(result, [rank0, rank1])`` where each rank entry maps ``net_*`` attribute names to state dicts.
+    """
+    wrapper = Path(scratch) / 'torchrun_wrapper.py'
+    wrapper.write_text(TORCHRUN_WRAPPER)
+    env = dict(os.environ, WEIGHTS_DIR=str(scratch), OMP_NUM_THREADS='1')
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(port),
+               str(wrapper), *cli_args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    ranks = [torch.load(Path(scratch) / f'rank{rank}.pth', weights_only=True) for rank in (0, 1)
+             if (Path(scratch) / f'rank{rank}.pth').is_file()]
+    return result, ranks
 
 
 @pytest.fixture

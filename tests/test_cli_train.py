@@ -1,12 +1,7 @@
 """The ``basicsr`` command end to end on CPU: list, name hints, train, auto-resume, roots, torchrun."""
-import os
-import subprocess
-import sys
-import textwrap
-
 import torch
 
-from conftest import REPO, run_cli, tiny_restoration_options, write_options
+from conftest import REPO, run_cli, run_torchrun, tiny_restoration_options, write_options
 
 
 def test_list_marks_our_registrations():
@@ -96,45 +91,14 @@ def test_test_command_writes_results(tmp_path, toy_root):
     assert '# psnr:' in result.stdout + result.stderr
 
 
-TORCHRUN_WRAPPER = textwrap.dedent('''
-    """Runs the CLI under torchrun and saves this rank's final weights (test instrumentation only)."""
-    import os
-    import sys
-
-    import restorevar_plugin.cli  # first: applies the basicsr import shim
-    import basicsr.train
-    import torch
-
-    built = []
-    original_build_model = basicsr.train.build_model
-
-    def build_and_keep(opt):
-        built.append(original_build_model(opt))
-        return built[-1]
-
-    basicsr.train.build_model = build_and_keep
-    code = restorevar_plugin.cli.main(sys.argv[1:])
-    net = built[0].get_bare_model(built[0].net_g)
-    torch.save(net.state_dict(), os.path.join(os.environ['WEIGHTS_DIR'], f'rank{os.environ["RANK"]}.pth'))
-    sys.exit(code)
-''')
-
-
 def test_torchrun_two_cpu_processes_stay_in_sync(tmp_path, toy_root):
     option_file = write_options(tmp_path / 'ddp.yml', tiny_restoration_options('ddp', total_iter=3, save_every=3))
-    wrapper = tmp_path / 'wrapper.py'
-    wrapper.write_text(TORCHRUN_WRAPPER)
-    env = dict(os.environ, WEIGHTS_DIR=str(tmp_path), OMP_NUM_THREADS='1')
-    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29531',
-               str(wrapper), 'train', '-opt', str(option_file), '--launcher', 'pytorch']
-    result = subprocess.run(command, cwd=toy_root, env=env, capture_output=True, text=True, timeout=600)
+    result, ranks = run_torchrun(['train', '-opt', str(option_file), '--launcher', 'pytorch'], toy_root, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    rank0 = torch.load(tmp_path / 'rank0.pth', weights_only=True)
-    rank1 = torch.load(tmp_path / 'rank1.pth', weights_only=True)
-    initial = torch.load(toy_root / 'experiments' / 'ddp' / 'models' / 'net_g_3.pth', weights_only=True)['params']
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
-        assert torch.equal(rank0[key], initial[key]), key
+    saved = torch.load(toy_root / 'experiments' / 'ddp' / 'models' / 'net_g_3.pth', weights_only=True)['params']
+    for key, value in ranks[0]['net_g'].items():
+        assert torch.equal(value, ranks[1]['net_g'][key]), key
+        assert torch.equal(value, saved[key]), key
     assert 'World size (gpu number): 2' in result.stdout + result.stderr
 
 

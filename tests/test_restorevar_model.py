@@ -11,7 +11,7 @@ from basicsr.models import build_model
 from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_torchrun
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from test_restorevar_arch import fake_base_var_state
 
@@ -152,6 +152,11 @@ def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
     torch.testing.assert_close(checkpoint['params'][key], trained[key])
     assert not (tmp_path / 'models' / 'net_g_2.pth').exists()
 
+    opt['path']['pretrain_network_refiner'] = str(tmp_path / 'models' / 'net_refiner_2.pth')
+    resumed = build_model(opt)
+    torch.testing.assert_close(resumed.net_g_ema.state_dict()[key], averaged[key])
+    torch.testing.assert_close(resumed.net_refiner.state_dict()[key], trained[key])
+
 
 def test_refiner_stage_freezes_transformer_and_vqvae(tmp_path):
     torch.manual_seed(0)
@@ -282,6 +287,7 @@ def test_restore_any_size_returns_the_input_size(tmp_path):
     assert restored.shape == images.shape and restored.min() >= -1 and restored.max() <= 1
     single = model.restore_any_size(images[1:])
     torch.testing.assert_close(restored[1:], single, atol=1e-5, rtol=1e-5)
+    assert model.restore_any_size(images[..., :5, :7]).shape == (2, 3, 5, 7)
 
 
 def run_stage(stage_file, root, *overrides):
@@ -332,3 +338,37 @@ def test_demo_stages_chain_and_test_writes_images_and_metrics(tmp_path):
     psnrs = [float(row['psnr']) for row in rows[:-1]]
     assert float(rows[-1]['psnr']) == pytest.approx(sum(psnrs) / len(psnrs))
     assert 'time per image (ms): encoder' in result.stdout + result.stderr
+
+    batched = run_cli(['test', '-opt', str(DEMO / 'restorevar_test.yml'), '--force_yml',
+                       'datasets:test_1:batch_size_per_gpu=4', 'name=demo_restorevar_test_batched'], cwd=root)
+    assert batched.returncode == 0, batched.stderr[-4000:]
+    with open(root / 'results' / 'demo_restorevar_test_batched' / 'synthetic_val_metrics.csv', newline='') as handle:
+        batched_rows = list(csv.DictReader(handle))
+    assert [row['image'] for row in batched_rows] == [row['image'] for row in rows]
+    for row, batched_row in zip(rows, batched_rows):
+        assert float(batched_row['psnr']) == pytest.approx(float(row['psnr']), abs=1e-3)
+
+
+@pytest.mark.parametrize('stage_file, trained', [
+    ('restorevar_tokenizer.yml', ['net_vqvae']),
+    ('restorevar_stage2.yml', ['net_vqvae', 'net_d']),
+])
+def test_stages_stay_in_sync_under_ddp_on_cpu(tmp_path, stage_file, trained):
+    args = ['train', '-opt', str(DEMO / stage_file), '--launcher', 'pytorch', '--force_yml', 'train:total_iter=3',
+            'logger:save_checkpoint_freq=3', 'val:val_freq=3', 'datasets:train:dataset_enlarge_ratio=1',
+            'datasets:train:batch_size_per_gpu=2', 'datasets:train:size=32', 'datasets:val:size=32',
+            'network_vqvae:patch_nums=[1,2,4]', 'path:pretrain_network_vqvae=~']
+    if stage_file == 'restorevar_stage2.yml':
+        args.append('train:net_d_init_iters=0')
+    result, ranks = run_torchrun(args, tmp_path, tmp_path, port=29532)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for name in ranks[0]:
+        for key, value in ranks[0][name].items():
+            if 'running_' in key or 'num_batches_tracked' in key:
+                continue  # BatchNorm statistics: DDP syncs them at the start of each forward, not after the last
+            assert torch.equal(value, ranks[1][name][key]), f'{name}.{key} differs between ranks'
+    experiment = 'demo_restorevar_tokenizer' if 'tokenizer' in stage_file else 'demo_restorevar_stage2'
+    for name in trained:
+        saved = torch.load(tmp_path / 'experiments' / experiment / 'models' / f'{name}_3.pth', weights_only=True)
+        for key, value in saved['params'].items():
+            assert torch.equal(value, ranks[0][name][key]), f'{name}.{key} was not saved as trained'

@@ -135,7 +135,7 @@ class PluginBaseModel(BaseModel):
             return contextlib.nullcontext()
         return torch.autocast(device_type='cuda', dtype=self.amp_dtype)
 
-    def backward_and_step(self, loss, optimizer, log=None, parameters=None):
+    def backward_and_step(self, loss, optimizer, log=None, parameters=None, update_scaler=True):
         """Backward (scaled for fp16), optional clipping of ``parameters``, optimizer step, scaler update.
 
         Args:
@@ -144,6 +144,8 @@ class PluginBaseModel(BaseModel):
             log (dict | None): When clipping is on, receives ``grad_norm`` (a tensor, for ``reduce_loss_dict``).
             parameters (Iterable[Tensor] | None): Clipped to ``train.grad_clip`` when set; defaults to
                 every parameter of ``optimizer``.
+            update_scaler (bool): Update the fp16 loss scale after this step. With several optimizers per
+                iteration (GAN stages), only the last step of the iteration updates it, as PyTorch requires.
 
         Returns:
             float | None: The total gradient norm before clipping, when clipping is on.
@@ -158,19 +160,37 @@ class PluginBaseModel(BaseModel):
             if log is not None:
                 log['grad_norm'] = torch.tensor(grad_norm, device=loss.device)
         self.grad_scaler.step(optimizer)
-        self.grad_scaler.update()
+        if update_scaler:
+            self.grad_scaler.update()
         return grad_norm
 
-    def model_to_device(self, net):
-        """Move ``net`` to the device; wrap in DDP (``device_ids`` only on GPU) or DataParallel."""
+    def model_to_device(self, net, find_unused_parameters=False):
+        """Move ``net`` to the device; wrap in DDP (``device_ids`` only on GPU) or DataParallel.
+
+        DDP looks for parameters without gradients when ``find_unused_parameters`` or the option of that
+        name is true.
+        """
         net = net.to(self.device)
         if self.opt['dist']:
             device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
-            net = DistributedDataParallel(
-                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+            find_unused = find_unused_parameters or self.opt.get('find_unused_parameters', False)
+            net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused)
         elif self.opt['num_gpu'] > 1:
             net = DataParallel(net)
         return net
+
+    def broadcast_from_rank0(self, *networks):
+        """Under DDP, give every process rank 0's parameters and buffers of ``networks`` (no-op otherwise).
+
+        BasicSR seeds each process differently, so networks that are neither loaded from a file nor
+        wrapped in DDP (which broadcasts only what it wraps) would otherwise differ between processes.
+        """
+        if not self.opt['dist']:
+            return
+        with torch.no_grad():
+            for network in networks:
+                for tensor in self.get_bare_model(network).state_dict().values():
+                    torch.distributed.broadcast(tensor, src=0)
 
     def build_optimizer(self, named_parameters, optim_opt, label='optim_g'):
         """Build any ``torch.optim`` optimizer from an option block, with parameter groups.

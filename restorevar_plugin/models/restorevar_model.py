@@ -48,6 +48,11 @@ NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), 
 TIMED_STEPS = ('encoder', 'generation', 'refiner', 'decoder')
 
 
+def _untimed(name):
+    """Stand-in for :meth:`StepTimer.measure` when nobody reads the timings (no CUDA synchronisation)."""
+    return contextlib.nullcontext()
+
+
 def unique_image_name(path, used):
     """The file stem of ``path``, prefixed with parent folders until it is not in ``used`` (then added).
 
@@ -108,6 +113,7 @@ class RestoreVARModel(PluginBaseModel):
             raise ValueError('RestoreVARModel needs a network_vqvae block (MultiScaleVQVAE)')
         self.net_decoder = None
         self.load_pretrained()
+        self.broadcast_from_rank0(*self.networks().values())
         for network in self.networks().values():
             network.eval()
             network.requires_grad_(False)
@@ -157,18 +163,20 @@ class RestoreVARModel(PluginBaseModel):
             raise ValueError(f'train.stage must be one of {", ".join(STAGES)}; got {stage_name!r}')
         self.stage = STAGES[stage_name](self)
         for attr in self.stage.trained_networks:
-            if attr != 'net_d' and getattr(self, attr) is None:
+            if getattr(self, attr) is None:
                 raise ValueError(f'train.stage {stage_name} trains {NETWORKS[attr]}, which the option file lacks')
         self.stage.prepare_networks()
-        for attr in self.stage.ddp_networks:
-            if getattr(self, attr) is not None:
-                setattr(self, attr, self.model_to_device(getattr(self, attr)))
+        for attr in self.stage.ddp_networks():
+            setattr(self, attr, self.model_to_device(getattr(self, attr), self.stage.has_unused_parameters(attr)))
         self.ema_decay = float(train_opt.get('ema_decay', 0))
         self.ema_network = self.stage.trained_networks[0]
         if self.ema_decay > 0:
             get_root_logger().info(f'EMA of {self.ema_network} with decay {self.ema_decay}')
             self.net_g_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
             self.net_g_ema.requires_grad_(False)
+            load_path = self.opt['path'].get(f'pretrain_{NETWORKS[self.ema_network]}')
+            if load_path:  # resuming or continuing: keep the averaged weights (falls back to params)
+                self.load_network(self.net_g_ema, load_path, True, 'params_ema')
         self.optimizers.extend(self.stage.setup_optimizers())
         self.setup_schedulers()
 
@@ -205,24 +213,18 @@ class RestoreVARModel(PluginBaseModel):
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
-    @property
-    def resolution(self):
-        """Side in pixels of the images the token grid corresponds to (512 for the official config)."""
-        vqvae = self.get_bare_model(self.net_vqvae)
-        return vqvae.patch_nums[-1] * vqvae.downsample_factor
-
     @torch.no_grad()
     def restore(self, lq, timer=None):
         """Full pipeline on a batch at the model resolution.
 
         Args:
-            lq (Tensor): ``(B, 3, R, R)`` degraded images in [-1, 1], ``R = self.resolution``.
+            lq (Tensor): ``(B, 3, R, R)`` degraded images in [-1, 1], ``R = MultiScaleVQVAE.image_size`` (512 officially).
             timer (StepTimer | None): Accumulates the time of each step.
 
         Returns:
             Tensor: ``(B, 3, R, R)`` restored images in [-1, 1].
         """
-        timer = timer or StepTimer(self.device)
+        measure = timer.measure if timer is not None else _untimed
         vqvae = self._inference_network('net_vqvae')
         transformer = self._inference_network('net_g')
         if transformer is None:
@@ -233,38 +235,40 @@ class RestoreVARModel(PluginBaseModel):
         training = {name: net.training for name, net in self.networks().items()}
         for network in self.networks().values():
             network.eval()
-        with timer.measure('encoder'):
+        with measure('encoder'):
             cond = vqvae.encode_features(lq)
-        with timer.measure('generation'):
+        with measure('generation'):
             generated = transformer.generate(cond, vqvae)
         latent = generated.f_hat
         if refiner is not None:
-            with timer.measure('refiner'):
+            with measure('refiner'):
                 tokens = refiner(rearrange(latent, 'b c h w -> b (h w) c'), generated.last_hidden)
                 latent = rearrange(tokens, 'b (h w) c -> b c h w', h=latent.shape[-2])
-        with timer.measure('decoder'):
+        with measure('decoder'):
             restored = decoder.decode_latent(latent)
         for name, network in self.networks().items():
             network.train(training[name])
-        timer.images += lq.shape[0]
+        if timer is not None:
+            timer.images += lq.shape[0]
         return restored
 
     @torch.no_grad()
     def reconstruct(self, images, discrete=True, timer=None):
         """The VQVAE's reconstruction of ``(B, 3, R, R)`` images in [-1, 1]: through the multi-scale tokens
         (``discrete``) or from the continuous latent (what the fine-tuned decoder is trained on)."""
-        timer = timer or StepTimer(self.device)
+        measure = timer.measure if timer is not None else _untimed
         vqvae = self._inference_network('net_vqvae')
         was_training = vqvae.training
         vqvae.eval()
-        with timer.measure('encoder'):
+        with measure('encoder'):
             latent = vqvae.encode_latent(images)
             if discrete:
                 latent = vqvae.indices_to_fhat(vqvae.latent_to_indices(latent))
-        with timer.measure('decoder'):
+        with measure('decoder'):
             reconstruction = vqvae.decode_latent(latent)
         vqvae.train(was_training)
-        timer.images += images.shape[0]
+        if timer is not None:
+            timer.images += images.shape[0]
         return reconstruction
 
     def test(self):
@@ -289,23 +293,19 @@ class RestoreVARModel(PluginBaseModel):
     def restore_any_size(self, lq, timer=None):
         """Restore ``(B, 3, H, W)`` images in [-1, 1] of any size; the output has the input's size.
 
-        The transformer and refiner work on a fixed token grid (``patch_nums[-1]`` squared), i.e. on
-        ``R x R`` images. Other inputs are reflect-padded to a multiple of the VQVAE stride, resized
-        (bicubic, antialiased) to ``R x R``, restored, resized back and cropped. Benchmarks following the
-        paper instead resize both input and GT to 512 with Lanczos in the dataset (``paper_512``), so this
-        path is then the identity.
+        The transformer and the refiner work on a fixed token grid (``patch_nums[-1]`` squared), i.e. on
+        ``R x R`` images. Other inputs are resized (bicubic, antialiased) to ``R x R``, restored and resized
+        back. Benchmarks following the paper resize input and GT to 512 with Lanczos in the dataset
+        (``paper_512``), so this path is then the identity.
         """
-        size = self.resolution
+        size = self.get_bare_model(self.net_vqvae).image_size
         height, width = lq.shape[-2:]
         if (height, width) == (size, size):
             return self.restore(lq, timer)
-        stride = self.get_bare_model(self.net_vqvae).downsample_factor
-        pad_h, pad_w = (-height) % stride, (-width) % stride
-        padded = F.pad(lq, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else lq
-        resized = F.interpolate(padded, size=(size, size), mode='bicubic', antialias=True, align_corners=False)
+        resized = F.interpolate(lq, size=(size, size), mode='bicubic', antialias=True, align_corners=False)
         restored = self.restore(resized.clamp(-1, 1), timer)
-        restored = F.interpolate(restored, size=padded.shape[-2:], mode='bicubic', antialias=True, align_corners=False)
-        return restored[..., :height, :width].clamp(-1, 1)
+        restored = F.interpolate(restored, size=(height, width), mode='bicubic', antialias=True, align_corners=False)
+        return restored.clamp(-1, 1)
 
     def get_current_visuals(self):
         """``lq``, ``result`` and (when present) ``gt`` on the CPU, ``(B, 3, H, W)`` in [0, 1]."""
@@ -352,7 +352,8 @@ class RestoreVARModel(PluginBaseModel):
                         row[label] = float(calculate_metric(metric_data, deepcopy(metric_opt)))
                 rows.append(row)
                 if save_img or save_grid:
-                    self._save_images(dataset_name, name, current_iter, visuals, index, save_img, save_grid)
+                    self._save_images(dataset_name, name, current_iter, visuals, index, metric_data['img'],
+                                      save_img, save_grid)
             progress.update(len(val_data['lq_path']))
         progress.close()
         means = {}
@@ -370,14 +371,14 @@ class RestoreVARModel(PluginBaseModel):
         if not self.is_train:
             self._write_metrics_csv(dataset_name, rows, means)
 
-    def _save_images(self, dataset_name, name, current_iter, visuals, index, save_img, save_grid):
+    def _save_images(self, dataset_name, name, current_iter, visuals, index, restored, save_img, save_grid):
         root = Path(self.opt['path']['visualization'])
         if self.is_train:
             folder, stem = root / name, f'{name}_{current_iter}'
         else:
             folder, stem = root / dataset_name, f'{name}_{self.opt["val"].get("suffix") or self.opt["name"]}'
         if save_img:
-            imwrite(tensor2img(visuals['result'][index]), str(folder / f'{stem}.png'))
+            imwrite(restored, str(folder / f'{stem}.png'))
         if save_grid:
             panels = [visuals['lq'][index], visuals['result'][index]]
             if 'gt' in visuals and visuals['gt'][index].shape == panels[0].shape:

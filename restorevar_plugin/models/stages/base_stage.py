@@ -8,9 +8,9 @@ class TrainingStage(ABC):
     """One training stage: which networks it trains, their optimizers, and one optimisation step.
 
     Subclasses set ``name`` and ``trained_networks`` (model attribute names such as ``'net_g'``); the
-    model freezes every other network and saves only these. ``ddp_networks`` (default: the trained ones)
-    are wrapped in DistributedDataParallel, so the stage must run their ``forward`` (not another method)
-    for gradients to be synchronised across processes.
+    model freezes every other network and saves only these. The networks named by :meth:`ddp_networks`
+    (default: the trained ones) are wrapped in DistributedDataParallel, so the stage must run their
+    ``forward`` (not another method) for gradients to be synchronised across processes.
 
     Args:
         model (RestoreVARModel): The owning model (networks, device, AMP helpers, options).
@@ -19,10 +19,13 @@ class TrainingStage(ABC):
     name = ''
     trained_networks = ()
 
-    @property
     def ddp_networks(self):
-        """Networks wrapped in DDP for training; by default the trained ones."""
+        """Model attributes to wrap in DDP for training; by default the trained networks."""
         return self.trained_networks
+
+    def has_unused_parameters(self, attr):
+        """Whether network ``attr`` has trainable parameters its forward leaves without gradient (DDP must know)."""
+        return False
 
     def __init__(self, model):
         self.model = model

@@ -31,13 +31,16 @@ class DecoderStage(TrainingStage):
     """Continuous-latent decoder fine-tuning; saves the whole VQVAE (the next stage loads it as one file)."""
 
     name = 'decoder'
-    trained_networks = ('net_vqvae', 'net_d')
-    ddp_networks = ('net_d', )
 
     def __init__(self, model):
         super().__init__(model)
         self.objective = ReconstructionObjective(self)
         self.latent_decoder = None
+        self.trained_networks = ('net_vqvae', ) if self.objective.cri_gan is None else ('net_vqvae', 'net_d')
+
+    def ddp_networks(self):
+        """Only ``net_d``: the decoder path runs through its own DDP-wrapped :class:`LatentDecoder`."""
+        return tuple(attr for attr in self.trained_networks if attr == 'net_d')
 
     def trainable_vqvae_parameters(self):
         """``(name, parameter)`` of the decoder and ``post_quant_conv`` only."""
@@ -47,7 +50,7 @@ class DecoderStage(TrainingStage):
     def prepare_networks(self):
         """Train the decoder, ``post_quant_conv`` and ``net_d``; encoder, quant_conv and quantizer stay frozen."""
         model = self.model
-        if model.net_d is not None:
+        if 'net_d' in self.trained_networks:
             model.net_d.train()
             model.net_d.requires_grad_(True)
         decoder = LatentDecoder(model.net_vqvae)
@@ -66,12 +69,14 @@ class DecoderStage(TrainingStage):
         model = self.model
         with torch.no_grad():
             latent = model.net_vqvae.encode_latent(model.gt)
-        with model.autocast():
+        updates_generator = self.objective.updates_generator(current_iter)
+        with torch.set_grad_enabled(updates_generator), model.autocast():
             reconstruction = self.latent_decoder(latent)
         log = {}
-        if self.objective.updates_generator(current_iter):
+        if updates_generator:
             model.optimizer_g.zero_grad(set_to_none=True)
             loss, log = self.objective.generator_loss(reconstruction, model.gt)
-            model.backward_and_step(loss, model.optimizer_g, log)
+            model.backward_and_step(loss, model.optimizer_g, log,
+                                     update_scaler=self.objective.cri_gan is None)
         log.update(self.objective.discriminator_step(reconstruction, model.gt))
         return log

@@ -1,6 +1,7 @@
 """Stage 3: train the Latent Refiner Transformer (transformer and VQVAE frozen), as the official code does.
 
-Per step the frozen transformer generates greedily from the degraded image (no gradients), then the
+Per step the frozen transformer generates greedily from the degraded image (no gradients; only the
+generation and the refiner run under AMP, the VQVAE encodings stay fp32 as in the official trainer), then the
 refiner maps ``(f_hat tokens, last-block hidden states)`` to continuous tokens, trained with L1
 (``train.pixel_opt``, BasicSR's ``L1Loss``) against ``encode_latent(gt)`` of the stage-2 VQVAE.
 The official trainer leaves the transformer in train mode, so its DropPath is active during this
@@ -40,10 +41,11 @@ class RefinerStage(TrainingStage):
         """Generate (frozen), refine, L1 to the continuous GT latent; returns ``l_pix``."""
         model = self.model
         model.net_g.train(self.generate_in_train_mode)
-        with torch.no_grad(), model.autocast():
+        with torch.no_grad():
             cond = model.net_vqvae.encode_features(model.lq)
-            generated = model.net_g.generate(cond, model.net_vqvae)
-            target = rearrange(model.net_vqvae.encode_latent(model.gt), 'b c h w -> b (h w) c').float()
+            target = rearrange(model.net_vqvae.encode_latent(model.gt), 'b c h w -> b (h w) c')
+            with model.autocast():
+                generated = model.net_g.generate(cond, model.net_vqvae)
         f_hat_tokens = rearrange(generated.f_hat, 'b c h w -> b (h w) c').float()
         model.optimizer_g.zero_grad(set_to_none=True)
         with model.autocast():

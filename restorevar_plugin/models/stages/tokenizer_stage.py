@@ -32,16 +32,21 @@ class TokenizerStage(TrainingStage):
     """Trains every VQVAE parameter (and the discriminator when the GAN term is on)."""
 
     name = 'tokenizer'
-    trained_networks = ('net_vqvae', 'net_d')
 
     def __init__(self, model):
         super().__init__(model)
         self.objective = ReconstructionObjective(self)
+        self.trained_networks = ('net_vqvae', ) if self.objective.cri_gan is None else ('net_vqvae', 'net_d')
         self.vq_weight = float(self.train_opt.get('vq_weight', 1.0))
         restart = self.train_opt.get('dead_code_restart') or {}
         self.restart_interval = int(restart.get('interval', 0))
         self.min_usage = float(restart.get('min_usage', 0.08))
         self.init_codebook = bool(self.train_opt.get('init_codebook_from_data', False))
+
+    def has_unused_parameters(self, attr):
+        """True for the VQVAE when some shared phi conv serves no scale (possible with few scales)."""
+        quantizer = self.model.get_bare_model(self.model.net_vqvae).quantize
+        return attr == 'net_vqvae' and len(set(quantizer.phi_indices)) < len(quantizer.quant_resi.qresi_ls)
 
     def setup_optimizers(self):
         """``optim_g`` over the whole VQVAE, then ``optim_d`` when the GAN term is on."""
@@ -57,14 +62,16 @@ class TokenizerStage(TrainingStage):
         if self.init_codebook and current_iter == 1:
             with torch.no_grad():
                 vqvae.init_codebook_from_latents(vqvae.encode_latent(model.gt))
-        with model.autocast():
+        updates_generator = self.objective.updates_generator(current_iter)
+        with torch.set_grad_enabled(updates_generator), model.autocast():
             reconstruction, vq = model.net_vqvae(model.gt)
         log = OrderedDict()
-        if self.objective.updates_generator(current_iter):
+        if updates_generator:
             model.optimizer_g.zero_grad(set_to_none=True)
             loss, log = self.objective.generator_loss(reconstruction, model.gt)
             log['l_vq'] = vq['vq_loss']
-            model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g, log)
+            model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g, log,
+                                     update_scaler=self.objective.cri_gan is None)
         log.update(self.objective.discriminator_step(reconstruction, model.gt))
         log['perplexity'] = perplexity(vq['code_counts'].float())
         if self.restart_interval and current_iter % self.restart_interval == 0:
