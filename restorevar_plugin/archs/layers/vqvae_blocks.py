@@ -123,57 +123,52 @@ def _residual_stack(in_channels, out_channels, num_blocks):
     return nn.ModuleList(ResnetBlock(cin, cout) for cin, cout in zip(channels, channels[1:]))
 
 
-def _run_stack(blocks, attns, x):
-    """Apply each ResnetBlock, followed by its AttnBlock when the level has attention."""
-    for index, block in enumerate(blocks):
-        x = block(x)
-        if attns:
-            x = attns[index](x)
-    return x
-
-
-class EncoderLevel(nn.Module):
-    """One encoder resolution: ResnetBlocks (each followed by an AttnBlock if ``use_attn``), then a Downsample.
+class _ResidualLevel(nn.Module):
+    """ResnetBlocks (``block.{i}``), each followed by an AttnBlock (``attn.{i}``) when ``use_attn``.
 
     Args:
         in_channels (int): Channels entering the level.
         out_channels (int): Channels of every block of the level.
         num_blocks (int): ResnetBlocks in the level.
         use_attn (bool): Attention after every block (the lowest resolution only).
-        downsample (bool): Halve the resolution at the end (every level but the last).
     """
 
-    def __init__(self, in_channels, out_channels, num_blocks, use_attn, downsample):
+    def __init__(self, in_channels, out_channels, num_blocks, use_attn):
         super().__init__()
         self.block = _residual_stack(in_channels, out_channels, num_blocks)
         self.attn = nn.ModuleList(AttnBlock(out_channels) for _ in range(num_blocks if use_attn else 0))
+
+    def run_blocks(self, x):
+        """``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
+        for index, block in enumerate(self.block):
+            x = block(x)
+            if self.attn:
+                x = self.attn[index](x)
+        return x
+
+
+class EncoderLevel(_ResidualLevel):
+    """One encoder resolution: the residual blocks, then a Downsample (every level but the last)."""
+
+    def __init__(self, in_channels, out_channels, num_blocks, use_attn, downsample):
+        super().__init__(in_channels, out_channels, num_blocks, use_attn)
         self.downsample = Downsample(out_channels) if downsample else nn.Identity()
 
     def forward(self, x):
         """``(B, in_channels, H, W)`` -> ``(B, out_channels, H/2 or H, W/2 or W)``."""
-        return self.downsample(_run_stack(self.block, self.attn, x))
+        return self.downsample(self.run_blocks(x))
 
 
-class DecoderLevel(nn.Module):
-    """One decoder resolution: ResnetBlocks (each followed by an AttnBlock if ``use_attn``), then an Upsample.
-
-    Args:
-        in_channels (int): Channels entering the level.
-        out_channels (int): Channels of every block of the level.
-        num_blocks (int): ResnetBlocks in the level.
-        use_attn (bool): Attention after every block (the lowest resolution only).
-        upsample (bool): Double the resolution at the end (every level but the first).
-    """
+class DecoderLevel(_ResidualLevel):
+    """One decoder resolution: the residual blocks, then an Upsample (every level but the first)."""
 
     def __init__(self, in_channels, out_channels, num_blocks, use_attn, upsample):
-        super().__init__()
-        self.block = _residual_stack(in_channels, out_channels, num_blocks)
-        self.attn = nn.ModuleList(AttnBlock(out_channels) for _ in range(num_blocks if use_attn else 0))
+        super().__init__(in_channels, out_channels, num_blocks, use_attn)
         self.upsample = Upsample(out_channels) if upsample else nn.Identity()
 
     def forward(self, x):
         """``(B, in_channels, H, W)`` -> ``(B, out_channels, 2H or H, 2W or W)``."""
-        return self.upsample(_run_stack(self.block, self.attn, x))
+        return self.upsample(self.run_blocks(x))
 
 
 class Encoder(nn.Module):

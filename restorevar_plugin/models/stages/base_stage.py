@@ -50,9 +50,15 @@ class TrainingStage(ABC):
                 network.train()
                 network.requires_grad_(True)
 
-    @abstractmethod
+    def trainable_parameters(self):
+        """``(name, parameter)`` pairs ``train.optim_g`` optimises: by default the first trained network's."""
+        return self.model.get_bare_model(getattr(self.model, self.trained_networks[0])).named_parameters()
+
     def setup_optimizers(self):
-        """Create the stage's optimizers and return them as a list (the model registers them in order)."""
+        """Create the stage's optimizers (``model.optimizer_g`` over :meth:`trainable_parameters`) as a list."""
+        model = self.model
+        model.optimizer_g = model.build_optimizer(self.trainable_parameters(), self.train_opt['optim_g'])
+        return [model.optimizer_g]
 
     @abstractmethod
     def optimize(self, current_iter):

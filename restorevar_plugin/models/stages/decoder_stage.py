@@ -42,7 +42,7 @@ class DecoderStage(TrainingStage):
         """Only ``net_d``: the decoder path runs through its own DDP-wrapped :class:`LatentDecoder`."""
         return tuple(attr for attr in self.trained_networks if attr == 'net_d')
 
-    def trainable_vqvae_parameters(self):
+    def trainable_parameters(self):
         """``(name, parameter)`` of the decoder and ``post_quant_conv`` only."""
         return [(name, param) for name, param in self.model.net_vqvae.named_parameters()
                 if name.startswith(TRAINED_VQVAE_PREFIXES)]
@@ -60,9 +60,7 @@ class DecoderStage(TrainingStage):
 
     def setup_optimizers(self):
         """``optim_g`` over decoder + post_quant_conv, then ``optim_d`` when the GAN term is on."""
-        model = self.model
-        model.optimizer_g = model.build_optimizer(self.trainable_vqvae_parameters(), self.train_opt['optim_g'])
-        return [model.optimizer_g] + self.objective.discriminator_optimizers()
+        return super().setup_optimizers() + self.objective.discriminator_optimizers()
 
     def optimize(self, current_iter):
         """Generator step (when scheduled) then discriminator step; returns the losses."""

@@ -30,13 +30,6 @@ class RefinerStage(TrainingStage):
             raise ValueError('the refiner stage needs a network_refiner block (LatentRefinerTransformer)')
         self.generate_in_train_mode = bool(self.train_opt.get('generate_in_train_mode', False))
 
-    def setup_optimizers(self):
-        """``train.optim_g`` over the refiner."""
-        model = self.model
-        model.optimizer_g = model.build_optimizer(model.get_bare_model(model.net_refiner).named_parameters(),
-                                                  self.train_opt['optim_g'])
-        return [model.optimizer_g]
-
     def optimize(self, current_iter):
         """Generate (frozen), refine, L1 to the continuous GT latent; returns ``l_pix``."""
         model = self.model

@@ -50,10 +50,7 @@ class TokenizerStage(TrainingStage):
 
     def setup_optimizers(self):
         """``optim_g`` over the whole VQVAE, then ``optim_d`` when the GAN term is on."""
-        model = self.model
-        model.optimizer_g = model.build_optimizer(model.get_bare_model(model.net_vqvae).named_parameters(),
-                                                  self.train_opt['optim_g'])
-        return [model.optimizer_g] + self.objective.discriminator_optimizers()
+        return super().setup_optimizers() + self.objective.discriminator_optimizers()
 
     def optimize(self, current_iter):
         """One VQVAE step (when scheduled), the discriminator step, and the periodic dead-code restart."""

@@ -19,13 +19,6 @@ class TransformerStage(TrainingStage):
     name = 'transformer'
     trained_networks = ('net_g', )
 
-    def setup_optimizers(self):
-        """``train.optim_g`` over the transformer."""
-        model = self.model
-        model.optimizer_g = model.build_optimizer(model.get_bare_model(model.net_g).named_parameters(),
-                                                  self.train_opt['optim_g'])
-        return [model.optimizer_g]
-
     def optimize(self, current_iter):
         """One teacher-forced step; returns ``l_ce`` and the accuracies."""
         model = self.model
