@@ -10,6 +10,7 @@ import sys
 from importlib import metadata
 
 from restorevar_plugin.commands import COMMAND_MODULES
+from restorevar_plugin.harness import OptionError
 from restorevar_plugin.registry_utils import UnknownRegistryNameError
 
 PLUGIN_GROUP = 'basicsr.plugins'
@@ -50,7 +51,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UnknownRegistryNameError, FileNotFoundError) as error:
+    except (UnknownRegistryNameError, OptionError, FileNotFoundError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
         return 2
 

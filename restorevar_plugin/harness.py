@@ -31,10 +31,15 @@ import torch.distributed as dist
 import yaml
 from basicsr.data import build_dataloader as basicsr_build_dataloader
 from basicsr.utils import check_resume, scandir
+from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.registry_utils import require_registered
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
+
+
+class OptionError(ValueError):
+    """An option file asks for something the harness cannot do; the message names the option."""
 
 
 def init_dist(launcher, backend=None, port=None, **kwargs):
@@ -105,11 +110,26 @@ def check_registry_names(opt):
         require_registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
 
 
+def check_batched_evaluation(opt):
+    """Refuse ``batch_size_per_gpu > 1`` on val/test sets unless the model validates batches.
+
+    BasicSR's own models (``SRModel`` and its subclasses) read only the first image of a validation batch;
+    a model declares ``supports_batched_validation = True`` when it handles every image.
+    """
+    model_class = MODEL_REGISTRY.get(opt.get('model_type', 'SRModel'))
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        batched = phase.split('_')[0] in ('val', 'test') and int(dataset_opt.get('batch_size_per_gpu', 1)) > 1
+        if batched and not getattr(model_class, 'supports_batched_validation', False):
+            raise OptionError(f'datasets.{phase}.batch_size_per_gpu: {model_class.__name__} validates one image at '
+                             'a time; remove the option or use 1')
+
+
 def finalize_options(opt, root):
     """Post-process BasicSR's parsed options for the plugin (see the module docstring)."""
     opt['root_path'] = str(root)
     resolve_option_paths(opt, root)
     check_registry_names(opt)
+    check_batched_evaluation(opt)
     train_opt = (opt.get('datasets') or {}).get('train') or {}
     if train_opt.get('prefetch_mode') == 'cuda' and not torch.cuda.is_available():
         print('prefetch_mode: cuda needs a GPU; using the CPU prefetcher.', flush=True)

@@ -75,6 +75,17 @@ def test_root_option_resolves_relative_paths(tmp_path, toy_root):
     assert str(tmp_path / 'data' / 'gt') in missing.stderr
 
 
+def test_batched_evaluation_is_refused_for_models_that_read_one_image(tmp_path, toy_root):
+    options = tiny_restoration_options('batched')
+    options['datasets']['val']['batch_size_per_gpu'] = 4
+    option_file = write_options(tmp_path / 'batched.yml', options)
+    result = run_cli(['train', '-opt', str(option_file)], cwd=toy_root)
+    assert result.returncode == 2
+    assert 'basicsr train: error: datasets.val.batch_size_per_gpu: RestorationModel validates one image at a time' \
+        in result.stderr
+    assert not (toy_root / 'experiments' / 'batched').exists()
+
+
 def test_test_command_writes_results(tmp_path, toy_root):
     option_file = write_options(tmp_path / 'train.yml', tiny_restoration_options('to_test', total_iter=2))
     assert run_cli(['train', '-opt', str(option_file)], cwd=toy_root).returncode == 0

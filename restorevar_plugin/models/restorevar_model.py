@@ -102,6 +102,8 @@ class RestoreVARModel(PluginBaseModel):
     networks work in [-1, 1].
     """
 
+    supports_batched_validation = True
+
     def __init__(self, opt):
         super().__init__(opt)
         for attr, key in NETWORKS.items():
