@@ -114,3 +114,19 @@ def test_training_state_round_trip_restores_scaler_and_schedule(tmp_path):
     assert resumed.grad_scaler.get_scale() == 2.0 ** 5
     assert lr_at(resumed, 4) == pytest.approx(lr_at(model, 4))
     assert not list((tmp_path / 'states').glob('.*tmp'))
+
+
+def test_loss_scale_is_capped():
+    from restorevar_plugin.models.plugin_base_model import CappedGradScaler
+
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scaler = CappedGradScaler('cpu', init_scale=1024.0, growth_interval=1, max_scale=4096.0)
+    scales = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        scaler.scale(param.sum()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scales.append(scaler.get_scale())
+    assert scales == [2048.0, 4096.0, 4096.0, 4096.0, 4096.0]

@@ -52,6 +52,21 @@ def atomic_torch_save(obj, path):
             os.remove(tmp_name)
 
 
+class CappedGradScaler(torch.amp.GradScaler):
+    """``torch.amp.GradScaler`` whose loss scale never grows past ``max_scale`` (VAR's AmpOptimizer caps it at
+    32768); ``max_scale=None`` behaves exactly as the parent."""
+
+    def __init__(self, device='cuda', max_scale=None, **kwargs):
+        super().__init__(device, **kwargs)
+        self.max_scale = max_scale
+
+    def update(self, new_scale=None):
+        """Update the scale as the parent does, then clamp it to ``max_scale``."""
+        super().update(new_scale)
+        if self.is_enabled() and self.max_scale is not None and self.get_scale() > self.max_scale:
+            super().update(float(self.max_scale))
+
+
 def rng_state():
     """Python, NumPy and torch CPU generator states, in types ``torch.load(weights_only=True)`` accepts."""
     numpy_state = np.random.get_state(legacy=False)
@@ -114,7 +129,7 @@ class PluginBaseModel(BaseModel):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
         self.amp_dtype = self._select_amp_dtype(train_opt.get('amp'), on_gpu=opt['num_gpu'] != 0)
         self.grad_clip = train_opt.get('grad_clip')
-        self.grad_scaler = torch.amp.GradScaler(
+        self.grad_scaler = CappedGradScaler(
             'cuda', enabled=self.amp_dtype == torch.float16, **train_opt.get('grad_scaler', {}))
         super().__init__(opt)
 
