@@ -16,6 +16,7 @@ from the official 8-bit resize by its rounding only: at most 1.2/255 per pixel, 
 (measured on scikit-image's chelsea/astronaut and a sharp-edged random image, to 32, 100x150, 512).
 """
 import inspect
+from abc import ABC, abstractmethod
 
 import numpy as np
 from PIL import Image
@@ -82,7 +83,7 @@ def _check_positive_int(value, name, owner):
         raise ValueError(f'{owner}: {name} must be a positive integer; got {value!r}')
 
 
-class PairedTransform:
+class PairedTransform(ABC):
     """Base of the named transforms: ``transform(lq, gt, rng) -> (lq, gt)``, ``gt`` may be None.
 
     ``accepts_size_mismatch`` is True only for transforms that resize both images to a fixed size.
@@ -90,9 +91,9 @@ class PairedTransform:
     name = ''
     accepts_size_mismatch = False
 
+    @abstractmethod
     def apply(self, images, rng):
         """Transform the list ``images`` (LQ first) with shared randomness; return the list."""
-        raise NotImplementedError
 
     def __call__(self, lq, gt, rng):
         """Transform an LQ image and its GT (or None).
