@@ -130,3 +130,14 @@ def test_loss_scale_is_capped():
         scaler.update()
         scales.append(scaler.get_scale())
     assert scales == [2048.0, 4096.0, 4096.0, 4096.0, 4096.0]
+
+
+def test_test_pads_to_the_size_multiple_and_crops_back(tmp_path):
+    model = build(tmp_path)
+    model.opt['val']['size_multiple'] = 8
+    model.feed_data({'lq': torch.rand(1, 3, 45, 70)})
+    model.test()
+    assert model.output.shape == (1, 3, 45, 70)
+    padded = torch.nn.functional.pad(model.lq, (0, 2, 0, 3), mode='reflect')
+    with torch.no_grad():
+        torch.testing.assert_close(model.output, model.net_g(padded)[..., :45, :70])
