@@ -120,7 +120,7 @@ def test_clean_folder_source_and_option_errors(tmp_path):
     item = dataset[1]
     assert len(dataset) == 2 and item['gt_path'] == str(tmp_path / 'clean' / 'img1.png')
     assert item['dataset'] == 'synthetic-clean' and item['lq_path'].endswith('img1_blur_0001.png')
-    with pytest.raises(ValueError, match='split selects bundled images'):
+    with pytest.raises(ValueError, match='split and clean_folder each select the clean images; give only one'):
         make_synthetic(clean_folder=str(tmp_path / 'clean'), split='val')
     with pytest.raises(FileNotFoundError, match='holds no images'):
         make_synthetic(clean_folder=str(tmp_path))

@@ -1,18 +1,24 @@
 """``SyntheticDegradationDataset``: clean images degraded on the fly (the demo's and the tests' data).
 
-The clean images are those scikit-image ships (no download), with a fixed held-out split, or the
-images of a folder::
+The clean images are photographs the installed dependencies ship (no download, see
+:mod:`restorevar_plugin.data.demo_photographs`), split by photograph, or the images of a folder::
 
     datasets:
       train:
         name: synthetic_train
         type: SyntheticDegradationDataset
-        degradations: [haze, rain, snow, low_light, blur]   # default; mixes such as haze+rain allowed
-        split: train            # bundled images: train (7) or val (2); default train in the train phase, else val
-        clean_folder: ~         # optional folder of clean images instead of the bundled ones (no split)
+        photos: train           # the demo set: every shipped photograph of the split (train or test)
+        split: train            # or scikit-image's pictures only: train (7) or val (2; = their test photos)
+        clean_folder: ~         # or a folder of clean images (no split)
+        degradations: [haze, rain, snow, low_light, blur]   # mixes such as haze+rain allowed
         size: 64                # side of the square crops returned
         load_size: 96           # shorter side the clean image is resized to first (default 1.5 * size)
         seed: 0
+
+``photos``, ``split`` and ``clean_folder`` exclude each other; without any, ``split`` defaults to train in the
+train phase, else val. ``degradations`` defaults to :data:`DEFAULT_DEGRADATIONS`, with ``photos`` to
+:data:`DEMO_DEGRADATIONS` (the five and one mix). Shipped photographs that are not installed are skipped;
+which were used (and which are missing) is logged.
 
 Item ``i`` uses clean image ``i // len(degradations)`` and degradation ``i % len(degradations)``.
 Train items take a random crop and random degradation parameters (seeded, see
@@ -25,40 +31,24 @@ images after it).
 import os
 
 import numpy as np
-from basicsr.utils import img2tensor
+from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-from skimage import data as skimage_data
 from torch.utils import data
 
 from restorevar_plugin.data.dataset_meta import IMAGE_EXTENSIONS
 from restorevar_plugin.data.degradations import degrade, parse_degradation
+from restorevar_plugin.data.demo_photographs import DEMO_PHOTOGRAPHS, demo_photographs
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import center_crop, random_crop, resize_shorter_side
 
-BUNDLED_SPLITS = {
-    'train': ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'stereo_motorcycle_left',
-              'stereo_motorcycle_right'),
-    'val': ('chelsea', 'coffee'),
-}
+BUNDLED_SPLITS = {split: tuple(photo.name for photo in DEMO_PHOTOGRAPHS
+                                if photo.package == 'skimage' and photo.split == photo_split)
+                  for split, photo_split in (('train', 'train'), ('val', 'test'))}
 DEFAULT_DEGRADATIONS = ('haze', 'rain', 'snow', 'low_light', 'blur')
-OPTION_KEYS = ('degradations', 'split', 'clean_folder', 'size', 'load_size', 'seed')
-
-
-def bundled_image(name):
-    """A clean RGB image shipped with scikit-image, ``(H, W, 3)`` float32 in [0, 1].
-
-    Args:
-        name (str): One of the names in :data:`BUNDLED_SPLITS` (``stereo_motorcycle_left``/``_right``
-            are the two views of ``skimage.data.stereo_motorcycle``).
-    """
-    if name.startswith('stereo_motorcycle_'):
-        left, right, _ = skimage_data.stereo_motorcycle()
-        image = left if name.endswith('left') else right
-    else:
-        image = getattr(skimage_data, name)()
-    return image.astype(np.float32) / 255.0
+DEMO_DEGRADATIONS = DEFAULT_DEGRADATIONS + ('haze+rain', )
+OPTION_KEYS = ('degradations', 'photos', 'split', 'clean_folder', 'size', 'load_size', 'seed')
 
 
 @DATASET_REGISTRY.register()
@@ -75,7 +65,11 @@ class SyntheticDegradationDataset(data.Dataset):
         where = dataset_label(opt, 'SyntheticDegradationDataset')
         reject_unknown_options(opt, OPTION_KEYS, where)
         self.phase = opt.get('phase', 'train')
-        self.degradations = list(opt.get('degradations', DEFAULT_DEGRADATIONS))
+        sources = [key for key in ('photos', 'split', 'clean_folder') if opt.get(key) is not None]
+        if len(sources) > 1:
+            raise ValueError(f'{where}: {" and ".join(sources)} each select the clean images; give only one')
+        default_degradations = DEMO_DEGRADATIONS if opt.get('photos') is not None else DEFAULT_DEGRADATIONS
+        self.degradations = list(opt.get('degradations', default_degradations))
         if not self.degradations:
             raise ValueError(f'{where}: degradations must not be empty')
         for name in self.degradations:
@@ -90,25 +84,41 @@ class SyntheticDegradationDataset(data.Dataset):
         self.seed = int(opt.get('seed', 0))
         self.reader = ImageReader()
         self._cache = {}
-        folder = opt.get('clean_folder')
-        self.from_folder = bool(folder)
-        if folder:
-            if 'split' in opt:
-                raise ValueError(f'{where}: split selects bundled images; it cannot be combined with clean_folder')
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(f'{where}: clean_folder {folder} does not exist')
-            names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-            if not names:
-                raise FileNotFoundError(f'{where}: clean_folder {folder} holds no images '
-                                        f'({", ".join(IMAGE_EXTENSIONS)})')
-            self.sources = [os.path.join(folder, name) for name in names]
-            self.label = f'synthetic-{os.path.basename(os.path.normpath(folder))}'
+        if opt.get('clean_folder') is not None:
+            self.sources, self.label = self._folder_sources(opt['clean_folder'], where)
+        else:
+            self.sources, self.label = self._shipped_sources(opt, where)
+
+    @staticmethod
+    def _folder_sources(folder, where):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f'{where}: clean_folder {folder} does not exist')
+        names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise FileNotFoundError(f'{where}: clean_folder {folder} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
+        paths = [os.path.join(folder, name) for name in names]
+        return [(path, path) for path in paths], f'synthetic-{os.path.basename(os.path.normpath(folder))}'
+
+    def _shipped_sources(self, opt, where):
+        """``[(gt_path, file)]`` of the shipped photographs selected by ``photos`` or ``split``, and the label."""
+        if opt.get('photos') is not None:
+            try:
+                located = demo_photographs(opt['photos'])
+            except ValueError as error:
+                raise ValueError(f'{where}: {error}') from None
+            label, selection = 'synthetic-photos', f'photos: {opt["photos"]}'
         else:
             split = opt.get('split', 'train' if self.phase == 'train' else 'val')
             if split not in BUNDLED_SPLITS:
                 raise ValueError(f'{where}: split must be one of {", ".join(BUNDLED_SPLITS)}; got {split!r}')
-            self.sources = list(BUNDLED_SPLITS[split])
-            self.label = 'synthetic-skimage'
+            located = demo_photographs(table=[photo for photo in DEMO_PHOTOGRAPHS if photo.package == 'skimage'
+                                              and photo.name in BUNDLED_SPLITS[split]])
+            label, selection = 'synthetic-skimage', f'split: {split}'
+        if not located.present:
+            raise FileNotFoundError(f'{where}: none of the shipped photographs of {selection} is installed '
+                                    f'({located.summary()}); use clean_folder instead')
+        get_root_logger().info(f'{where}, {selection}: {located.summary()}')
+        return [(f'{photo.package}/{photo.name}.png', str(path)) for photo, path in located.present], label
 
     def __len__(self):
         return len(self.sources) * len(self.degradations)
@@ -116,8 +126,7 @@ class SyntheticDegradationDataset(data.Dataset):
     def clean_image(self, source_index):
         """Clean image ``source_index`` resized so its shorter side is ``load_size`` (cached per process)."""
         if source_index not in self._cache:
-            source = self.sources[source_index]
-            image = self.reader.read(source) if self.from_folder else bundled_image(source)
+            image = self.reader.read(self.sources[source_index][1])
             self._cache[source_index] = resize_shorter_side(image, self.load_size)
         return self._cache[source_index]
 
@@ -132,9 +141,8 @@ class SyntheticDegradationDataset(data.Dataset):
             clean = center_crop(clean, self.size)
         clean = np.ascontiguousarray(clean)
         degraded = degrade(clean, degradation, rng)
-        source = self.sources[source_index]
-        stem = os.path.splitext(os.path.basename(source))[0]
-        gt_path = source if self.from_folder else f'skimage/{source}.png'
+        gt_path = self.sources[source_index][0]
+        stem = os.path.splitext(os.path.basename(gt_path))[0]
         return {
             'lq': img2tensor(degraded, bgr2rgb=False, float32=True),
             'gt': img2tensor(clean, bgr2rgb=False, float32=True),
