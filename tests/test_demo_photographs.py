@@ -76,8 +76,13 @@ def test_missing_optional_photographs_are_skipped_and_logged(monkeypatch, caplog
     located = demo_photographs('test')
     assert located.missing == [absent_dist, absent_file]
     assert [photo for photo, _ in located.present] == real
-    with caplog.at_level(logging.INFO, logger='basicsr'):
-        dataset = demo_set('test')
+    logger = logging.getLogger('basicsr')  # BasicSR's logger does not propagate once initialised
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger='basicsr'):
+            dataset = demo_set('test')
+    finally:
+        logger.removeHandler(caplog.handler)
     assert photograph_names(dataset) == {f'{photo.package}/{photo.name}.png' for photo in real}
     assert 'missing (skipped): ghostpkg/ghost' in caplog.text and 'skimage/chelsea' in caplog.text
     monkeypatch.setattr(photographs_module, 'DEMO_PHOTOGRAPHS', (absent_dist, ))
