@@ -10,4 +10,5 @@ COMMAND_MODULES = [
     'restorevar_plugin.commands.list_registered',
     'restorevar_plugin.commands.check_data',
     'restorevar_plugin.commands.analyze_scales',
+    'restorevar_plugin.commands.restore',
 ]

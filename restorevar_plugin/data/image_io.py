@@ -13,9 +13,17 @@ Every image the plugin reads becomes an ``(H, W, 3)`` float32 RGB array in [0, 1
 Paths are read from disk, except a path that runs through a folder ending in ``.lmdb``
 (``/data/lq.lmdb/0001``), which is read as key ``0001`` of that LMDB database (BasicSR's ``lmdb``
 backend, the layout written by ``basicsr.utils.lmdb_util``).
+
+For writing a restored image back in its file's own layout (``basicsr restore``), :func:`decode_image_layers`
+also returns the alpha channel as stored and :func:`encode_image_like` turns RGB float32 back into the
+source's bit depth (8, 16 or float) and channels (gray: ITU-R BT.601 luma; alpha appended unchanged);
+:func:`write_file_atomic` writes the bytes whole or not at all. OpenCV decodes gray+alpha PNGs as four
+channels, so those come back as RGBA files.
 """
-from pathlib import PurePath
-from typing import NamedTuple
+import os
+import tempfile
+from pathlib import Path, PurePath
+from typing import NamedTuple, Optional
 
 import cv2
 import lmdb
@@ -59,15 +67,27 @@ def split_lmdb_path(path):
     return None, str(path)
 
 
-def decode_image(data, path):
-    """Decode encoded image bytes into RGB float32 (see the module docstring for the conversions).
+SCALES = {np.dtype(np.uint8): (8, 255.0), np.dtype(np.uint16): (16, 65535.0), np.dtype(np.float32): (32, 1.0)}
+DTYPES = {bit_depth: dtype for dtype, (bit_depth, _) in SCALES.items()}
+
+
+class ImageLayers(NamedTuple):
+    """A decoded file split for restoration: ``rgb`` ``(H, W, 3)`` float32 in [0, 1] (as :func:`decode_image`),
+    ``alpha`` ``(H, W)`` exactly as stored (the file's dtype) or None, and the file's :class:`ImageInfo`."""
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray]
+    info: ImageInfo
+
+
+def decode_image_layers(data, path):
+    """Decode encoded image bytes into RGB float32 plus the stored alpha channel.
 
     Args:
         data (bytes): The encoded file content (PNG, JPEG, TIFF, BMP, WebP, ...).
         path (str): The file's path, only used in error messages.
 
     Returns:
-        tuple[np.ndarray, ImageInfo]: ``(H, W, 3)`` float32 RGB in [0, 1], and what the file held.
+        ImageLayers: RGB (conversions: module docstring), alpha (None without one) and what the file held.
 
     Raises:
         ImageReadError: Empty, truncated or undecodable data, or an unsupported pixel type.
@@ -77,21 +97,88 @@ def decode_image(data, path):
     raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageReadError(f'{path}: cannot be decoded as an image (unreadable, truncated or not an image file)')
-    scales = {np.dtype(np.uint8): (8, 255.0), np.dtype(np.uint16): (16, 65535.0), np.dtype(np.float32): (32, 1.0)}
-    if raw.dtype not in scales:
+    if raw.dtype not in SCALES:
         raise ImageReadError(f'{path}: unsupported pixel type {raw.dtype}; expected 8-bit, 16-bit or float32 images')
-    bit_depth, scale = scales[raw.dtype]
+    bit_depth, scale = SCALES[raw.dtype]
     channels = 1 if raw.ndim == 2 else raw.shape[2]
     if channels not in (1, 2, 3, 4):
         raise ImageReadError(f'{path}: {channels} channels; expected gray, gray+alpha, RGB or RGBA')
     info = ImageInfo(raw.shape[0], raw.shape[1], channels, bit_depth)
+    alpha = raw[..., -1].copy() if channels in (2, 4) else None
     image = raw.astype(np.float32) / np.float32(scale)
     if bit_depth == 32:
         image = np.clip(image, 0.0, 1.0)
     if channels in (1, 2):
         gray = image if channels == 1 else image[..., 0]
-        return np.repeat(gray[..., None], 3, axis=2), info
-    return np.ascontiguousarray(image[..., 2::-1]), info
+        return ImageLayers(np.repeat(gray[..., None], 3, axis=2), alpha, info)
+    return ImageLayers(np.ascontiguousarray(image[..., 2::-1]), alpha, info)
+
+
+def decode_image(data, path):
+    """Decode encoded image bytes into RGB float32 (see the module docstring for the conversions).
+
+    Returns:
+        tuple[np.ndarray, ImageInfo]: ``(H, W, 3)`` float32 RGB in [0, 1], and what the file held.
+
+    Raises:
+        ImageReadError: See :func:`decode_image_layers`.
+    """
+    layers = decode_image_layers(data, path)
+    return layers.rgb, layers.info
+
+
+def encode_image_like(rgb, info, alpha, suffix):
+    """Encode an RGB image in the layout of the file ``info`` describes.
+
+    Args:
+        rgb (np.ndarray): ``(H, W, 3)`` float RGB; clipped to [0, 1].
+        info (ImageInfo): The source file's layout: gray sources (1 or 2 channels) get BT.601 luma, the values
+            are rounded to ``info.bit_depth`` (8, 16) or kept float32 (32).
+        alpha (np.ndarray | None): ``(H, W)`` alpha as stored in the source, appended last (BGRA / gray+alpha
+            become four channels, OpenCV writes no two-channel images).
+        suffix (str): Format extension, e.g. ``'.png'``.
+
+    Returns:
+        bytes: The encoded file.
+
+    Raises:
+        ValueError: The format cannot hold this layout (OpenCV refuses the encoding), or ``alpha`` does not
+            match ``rgb``'s size.
+    """
+    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    dtype = DTYPES[info.bit_depth]
+    scale = SCALES[np.dtype(dtype)][1]
+    if info.channels == 1:
+        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    else:
+        pixels = rgb[..., ::-1]
+    pixels = pixels * np.float32(scale)
+    pixels = pixels.astype(dtype) if dtype == np.float32 else np.round(pixels).astype(dtype)
+    if alpha is not None:
+        if alpha.shape != rgb.shape[:2]:
+            raise ValueError(f'alpha of shape {alpha.shape} does not match the image {rgb.shape[:2]}')
+        pixels = np.concatenate([pixels, alpha.astype(dtype)[..., None]], axis=2)
+    try:
+        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels))
+    except cv2.error as error:
+        raise ValueError(f'cannot encode a {pixels.shape} {pixels.dtype} image as {suffix}: {error}') from error
+    if not ok:
+        raise ValueError(f'cannot encode a {pixels.shape} {pixels.dtype} image as {suffix}')
+    return encoded.tobytes()
+
+
+def write_file_atomic(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename: whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(handle, 'wb') as stream:
+            stream.write(data)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
 
 
 class ImageReader:
@@ -131,3 +218,7 @@ class ImageReader:
     def read_with_info(self, path):
         """``(image, ImageInfo)``: the converted image and what the file held (for ``check-data``)."""
         return decode_image(self.read_bytes(path), path)
+
+    def read_layers(self, path):
+        """:class:`ImageLayers` of ``path``: RGB, the stored alpha and the file's layout (for ``restore``)."""
+        return decode_image_layers(self.read_bytes(path), path)

@@ -292,6 +292,11 @@ class RestoreVARModel(PluginBaseModel):
             raise ValueError(f'val.reconstruction must be discrete or continuous, got {mode!r}')
         self.output = self.reconstruct(self.gt, discrete=mode == 'discrete', timer=timer)
 
+    @property
+    def fixed_input_size(self):
+        """Side ``R`` of the square images the pipeline works at (the VQVAE's ``patch_nums[-1] * downsample``)."""
+        return self.get_bare_model(self.net_vqvae).image_size
+
     def restore_any_size(self, lq, timer=None):
         """Restore ``(B, 3, H, W)`` images in [-1, 1] of any size; the output has the input's size.
 
@@ -300,7 +305,7 @@ class RestoreVARModel(PluginBaseModel):
         back. Benchmarks following the paper resize input and GT to 512 with Lanczos in the dataset
         (``paper_512``), so this path is then the identity.
         """
-        size = self.get_bare_model(self.net_vqvae).image_size
+        size = self.fixed_input_size
         height, width = lq.shape[-2:]
         if (height, width) == (size, size):
             return self.restore(lq, timer)
