@@ -69,6 +69,7 @@ def split_lmdb_path(path):
 
 SCALES = {np.dtype(np.uint8): (8, 255.0), np.dtype(np.uint16): (16, 65535.0), np.dtype(np.float32): (32, 1.0)}
 DTYPES = {bit_depth: dtype for dtype, (bit_depth, _) in SCALES.items()}
+FORMAT_BIT_DEPTHS = {'.png': (8, 16), '.tif': (8, 16, 32), '.tiff': (8, 16, 32)}  # every other format: 8 bits
 
 
 class ImageLayers(NamedTuple):
@@ -127,13 +128,19 @@ def decode_image(data, path):
     return layers.rgb, layers.info
 
 
+def _to_dtype(values, dtype):
+    """Values already scaled to ``dtype``'s range: rounded for integer types, cast for float32."""
+    return values.astype(dtype) if dtype == np.float32 else np.round(values).astype(dtype)
+
+
 def encode_image_like(rgb, info, alpha, suffix):
     """Encode an RGB image in the layout of the file ``info`` describes.
 
     Args:
         rgb (np.ndarray): ``(H, W, 3)`` float RGB; clipped to [0, 1].
-        info (ImageInfo): The source file's layout: gray sources (1 or 2 channels) get BT.601 luma, the values
-            are rounded to ``info.bit_depth`` (8, 16) or kept float32 (32).
+        info (ImageInfo): The source file's layout: gray sources (1 channel) get BT.601 luma, the values
+            are rounded to ``info.bit_depth`` (8, 16) or kept float32 (32); a format that cannot hold that depth
+            (:data:`FORMAT_BIT_DEPTHS`: only PNG and TIFF hold 16 bits, only TIFF float) gets its deepest one.
         alpha (np.ndarray | None): ``(H, W)`` alpha as stored in the source, appended last (BGRA / gray+alpha
             become four channels, OpenCV writes no two-channel images).
         suffix (str): Format extension, e.g. ``'.png'``.
@@ -146,18 +153,20 @@ def encode_image_like(rgb, info, alpha, suffix):
             match ``rgb``'s size.
     """
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
-    dtype = DTYPES[info.bit_depth]
+    depths = FORMAT_BIT_DEPTHS.get(suffix.lower(), (8, ))
+    dtype = DTYPES[max(depth for depth in depths if depth <= info.bit_depth)]
     scale = SCALES[np.dtype(dtype)][1]
     if info.channels == 1:
         pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     else:
         pixels = rgb[..., ::-1]
-    pixels = pixels * np.float32(scale)
-    pixels = pixels.astype(dtype) if dtype == np.float32 else np.round(pixels).astype(dtype)
+    pixels = _to_dtype(pixels * np.float32(scale), dtype)
     if alpha is not None:
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f'alpha of shape {alpha.shape} does not match the image {rgb.shape[:2]}')
-        pixels = np.concatenate([pixels, alpha.astype(dtype)[..., None]], axis=2)
+        if alpha.dtype != dtype:
+            alpha = _to_dtype(alpha.astype(np.float64) * (scale / SCALES[alpha.dtype][1]), dtype)
+        pixels = np.concatenate([pixels, alpha[..., None]], axis=2)
     try:
         ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels))
     except cv2.error as error:
