@@ -101,8 +101,7 @@ def load_options(option_file, root, device):
         raise OptionError(f'{option_file}: expected a BasicSR option file with a model_type')
     opt = deepcopy(opt)
     opt.pop('datasets', None)
-    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if device.type == 'cuda' else 0,
-               auto_resume=False)
+    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if device.type == 'cuda' else 0)
     opt['path'] = dict(opt.get('path') or {}, resume_state=None)
     opt.setdefault('name', Path(option_file).stem)
     return finalize_options(opt, root)
