@@ -32,6 +32,7 @@ setup(
         'pyiqa>=0.1.13,<0.2',
         'pyyaml>=6.0',
         'opencv-python>=4.8',
+        'Pillow>=9.1',
         'scikit-image>=0.21',
         'tqdm>=4.60',
         'tensorboard>=2.10',

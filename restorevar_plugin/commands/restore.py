@@ -142,6 +142,14 @@ def basicsr_log_level(level):
         logger.setLevel(previous)
 
 
+def build_inference_model(opt):
+    """BasicSR's ``build_model`` for options from :func:`load_options`, seeded by ``manual_seed`` (default 0) so
+    that networks without weights are reproducible, with BasicSR's logger quiet (warnings only)."""
+    torch.manual_seed(int(opt.get('manual_seed') or 0))
+    with basicsr_log_level(logging.WARNING):
+        return build_model(opt)
+
+
 class ModelRestorer:
     """Restores batches of same-size images with a BasicSR model; see the module docstring for the modes.
 
@@ -304,9 +312,7 @@ def run(args):
         opt = load_options(os.path.abspath(args.opt), root, device)
         reader = ImageReader()
         context = context_pair(args, opt, root, reader)
-        torch.manual_seed(int(opt.get('manual_seed') or 0))
-        with basicsr_log_level(logging.WARNING):
-            model = build_model(opt)
+        model = build_inference_model(opt)
         restorer, mode = make_restorer(model, args, context)
     except (OptionError, ValueError) as error:
         print(f'basicsr {NAME}: error: {error}', file=sys.stderr)
