@@ -10,12 +10,16 @@ from basicsr.data import build_dataloader
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
+from skimage import data as skimage_data
+from torchvision import transforms as torchvision_transforms
+from torchvision.transforms import InterpolationMode
 
 from dataset_trees import write_image
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
 from restorevar_plugin.data.dataset_meta import DatasetLayoutError, DatasetPairingError
 from restorevar_plugin.data.image_io import ImageReadError, ImageReader, decode_image
-from restorevar_plugin.data.transforms import build_transform, crop_to_multiple, flip_rotate, resize_shorter_side
+from restorevar_plugin.data.transforms import (build_transform, crop_to_multiple, flip_rotate, lanczos_resize,
+                                               resize_shorter_side, to_uint8)
 
 
 def folder_meta(name, degradation, root):
@@ -91,26 +95,59 @@ def test_transforms_give_the_stated_sizes(tmp_path, spec, shape):
     assert torch.equal(item['lq'], item['gt'])  # GT = LQ on disk: identical geometry for both
 
 
-def test_restorevar_transform_resizes_shorter_side_then_crops_the_same_window():
-    image = np.random.default_rng(0).uniform(0.2, 0.8, (40, 90, 3)).astype(np.float32)
-    assert resize_shorter_side(image, 36).shape == (36, 81, 3)
-    assert resize_shorter_side(image.transpose(1, 0, 2), 36).shape == (81, 36, 3)
-    transform = build_transform({'type': 'restorevar', 'crop_size': 32})
-    lq, gt = transform(image, image * 0.5, np.random.default_rng(1))
-    np.testing.assert_allclose(gt, lq * 0.5, atol=1e-6)  # Lanczos is linear; same crop window on both
-    resized = resize_shorter_side(image, 36)
-    windows = [resized[top:top + 32, left:left + 32] for top in range(5) for left in range(50)]
-    assert any(np.allclose(lq, w, atol=1e-6) for w in windows)
+def photograph(shape):
+    """A ``shape`` (H, W) window of scikit-image's coffee photograph (400x600), transposed for portraits."""
+    image = skimage_data.coffee()
+    if shape[0] > shape[1]:
+        image = image.transpose(1, 0, 2)
+    return np.ascontiguousarray(image[:shape[0], :shape[1]])
 
 
-def test_lanczos_matches_pil_on_8bit_images():
-    image = cv2.resize(np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8), (64, 48),
-                       interpolation=cv2.INTER_NEAREST)
-    ours = build_transform({'type': 'paper_512', 'size': 32})(image.astype(np.float32) / 255, None, None)[0]
-    pil = np.asarray(Image.fromarray(image).resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float32) / 255
-    bilinear = cv2.resize(image, (32, 32), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
-    assert np.abs(ours - pil).max() <= 1.5 / 255
-    assert np.abs(bilinear - pil).max() > 10 / 255
+def official_loader(path, resize):
+    """What the official RestoreVAR loader feeds the model: PIL ``convert('RGB')`` then torchvision ``resize``."""
+    with Image.open(path) as image:
+        return np.asarray(resize(image.convert('RGB'))).astype(np.float32) / np.float32(255)
+
+
+@pytest.mark.parametrize('shape', [(360, 560), (560, 360)])
+def test_paper_512_equals_pils_lanczos_bit_exactly(tmp_path, shape):
+    rgb = photograph(shape)
+    write_image(str(tmp_path / 'set' / 'lq' / 'a.png'), rgb[..., ::-1])
+    write_image(str(tmp_path / 'set' / 'gt' / 'a.png'), rgb[::-1, :, ::-1])
+    item = make_dataset(tmp_path, [folder_meta('set', 'haze', 'set')], phase='test', transform='paper_512')[0]
+    resize = torchvision_transforms.Resize((512, 512), interpolation=InterpolationMode.LANCZOS)
+    for key in ('lq', 'gt'):
+        reference = official_loader(str(tmp_path / 'set' / key / 'a.png'), resize)
+        assert torch.equal(item[key], torch.from_numpy(reference).permute(2, 0, 1))
+    pil = Image.fromarray(rgb).resize((512, 512), Image.LANCZOS)
+    assert np.array_equal(to_uint8(lanczos_resize(rgb.astype(np.float32) / 255, 512, 512)), np.asarray(pil))
+
+
+@pytest.mark.parametrize('shape, resized', [((360, 560), (576, 896)), ((560, 360), (896, 576))])
+def test_restorevar_transform_is_pils_shorter_side_576_then_one_crop(tmp_path, shape, resized):
+    rgb = photograph(shape)
+    path = write_image(str(tmp_path / 'a.png'), rgb[..., ::-1])
+    image = ImageReader().read(path)
+    reference = official_loader(path, torchvision_transforms.Resize(576, interpolation=InterpolationMode.LANCZOS))
+    ours = resize_shorter_side(image, 576)
+    assert ours.shape[:2] == resized and np.array_equal(ours, reference)
+    lq, gt = build_transform({'type': 'restorevar', 'crop_size': 512})(image, image[::-1], np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    top, left = int(rng.integers(0, resized[0] - 511)), int(rng.integers(0, resized[1] - 511))
+    assert np.array_equal(lq, reference[top:top + 512, left:left + 512])
+    assert np.array_equal(gt, resize_shorter_side(image[::-1], 576)[top:top + 512, left:left + 512])
+
+
+def test_lanczos_quantises_non_8bit_images_to_8_bits():
+    image = np.random.default_rng(0).uniform(0, 1, (20, 30, 3)).astype(np.float32)
+    out = lanczos_resize(image, 20, 30)
+    assert np.array_equal(out, to_uint8(image).astype(np.float32) / 255)
+    assert np.abs(out - image).max() <= 0.5 / 255 + 1e-7
+    smaller = lanczos_resize(image, 10, 12)
+    assert smaller.shape == (10, 12, 3) and np.array_equal(
+        smaller, np.asarray(Image.fromarray(to_uint8(image)).resize((12, 10), Image.LANCZOS)) / np.float32(255))
+    with pytest.raises(ValueError, match=r'expected an \(H, W, 3\) RGB image, got shape \(20, 30\)'):
+        lanczos_resize(image[..., 0], 10, 10)
 
 
 def test_promptir_crop_and_seven_flip_rotation_modes():

@@ -1,19 +1,21 @@
 """Paired transforms: the LQ and GT images get the same geometry. Selected by name in dataset options.
 
-* ``restorevar`` (RestoreVAR training, facts §8.4: 576 -> 512): the shorter side of each image goes to
-  ``round(resize_ratio * crop_size)`` (Lanczos; smaller images are upscaled), then one random
-  ``crop_size`` crop at the same place in both; no flip.
-* ``promptir`` (PromptIR / AWRaCLe training, facts §10.4): centre crop to a multiple of ``multiple_of``,
-  one random ``crop_size`` crop, then one of the 7 non-identity flip/rotation modes.
-* ``paper_512`` (RestoreVAR validation and test, facts §6.2, §8.5): Lanczos resize of both images to
-  ``size`` x ``size``; the aspect ratio is not kept.
+* ``restorevar`` (RestoreVAR training; official ``utils/data.py``, ``build_dataset``): the shorter side of
+  each image goes to ``round(resize_ratio * crop_size)`` (576 for 512 crops; Lanczos, smaller images are
+  upscaled, the longer side truncated as torchvision's ``Resize``), then one random ``crop_size`` crop at the
+  same place in both; no flip.
+* ``promptir`` (PromptIR / AWRaCLe training): centre crop to a multiple of ``multiple_of``, one random
+  ``crop_size`` crop, then one of the 7 non-identity flip/rotation modes.
+* ``paper_512`` (RestoreVAR validation and test; official ``utils/data.py`` and ``infer.py``): Lanczos resize
+  of each image to ``size`` x ``size``; the aspect ratio is not kept. LQ and GT are resized independently,
+  so they may differ in size on disk (``accepts_size_mismatch``).
 * ``native`` (PromptIR / AWRaCLe test at full resolution): nothing.
 
-Images are ``(H, W, 3)`` float32 RGB in [0, 1]. Lanczos is PIL's antialiased ``LANCZOS`` filter (the
-one the official code reaches through torchvision), run per channel in float (``'F'`` mode) as two
-passes, horizontal then vertical, each clipped to [0, 1], as PIL's 8-bit path does. It then differs
-from the official 8-bit resize by its rounding only: at most 1.2/255 per pixel, mean 0.3/255
-(measured on scikit-image's chelsea/astronaut and a sharp-edged random image, to 32, 100x150, 512).
+Images are ``(H, W, 3)`` float32 RGB in [0, 1]. Lanczos is Pillow's own, on the 8-bit image, exactly as the
+official loader runs it (``PIL.Image.resize`` with ``Image.LANCZOS`` on the ``convert('RGB')`` image,
+reached through torchvision's ``Resize``): Pillow chooses the order of its two passes per image shape and
+rounds to 8 bits, and both change the greedy tokens RestoreVAR generates. See :func:`lanczos_resize` for
+what happens to images that are not 8-bit.
 """
 import inspect
 from abc import ABC, abstractmethod
@@ -22,19 +24,27 @@ import numpy as np
 from PIL import Image
 
 
-def _lanczos_channel(channel, height, width):
-    """One ``(H, W)`` float32 channel: horizontal pass, clip, vertical pass, clip (PIL's 8-bit pass order)."""
-    horizontal = Image.fromarray(channel).resize((width, channel.shape[0]), Image.Resampling.LANCZOS)
-    horizontal = Image.fromarray(np.clip(np.asarray(horizontal), 0.0, 1.0))
-    return np.clip(np.asarray(horizontal.resize((width, height), Image.Resampling.LANCZOS)), 0.0, 1.0)
+def to_uint8(image):
+    """``(H, W, C)`` float in [0, 1] -> uint8 by rounding ``255 * x`` (exact inverse of reading an 8-bit file)."""
+    return np.clip(np.rint(image * np.float32(255)), 0, 255).astype(np.uint8)
 
 
 def lanczos_resize(image, height, width):
-    """Resize ``(H, W, C)`` float32 in [0, 1] to ``(height, width, C)`` with PIL's Lanczos filter."""
-    if image.shape[:2] == (height, width):
-        return image
-    channels = [_lanczos_channel(np.ascontiguousarray(image[..., c]), height, width) for c in range(image.shape[2])]
-    return np.stack(channels, axis=2)
+    """Resize ``(H, W, 3)`` float32 RGB in [0, 1] to ``(height, width, 3)`` with Pillow's 8-bit Lanczos.
+
+    The image is rounded to 8 bits (:func:`to_uint8`; an image read from an 8-bit file is recovered exactly),
+    resized by ``PIL.Image.resize(..., Image.LANCZOS)`` as the official RestoreVAR loader does, and divided by
+    255 again. 16-bit and float sources are therefore quantised to 8 bits first (rounded; the official loader
+    only ever feeds 8-bit RGB to Pillow), and the output is always on the 8-bit grid, also when the size
+    does not change (Pillow then returns a copy).
+
+    Returns:
+        np.ndarray: ``(height, width, 3)`` float32 in [0, 1], values ``k / 255``.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'lanczos_resize: expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}')
+    resized = Image.fromarray(to_uint8(image)).resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(resized).astype(np.float32) / np.float32(255)
 
 
 def resize_shorter_side(image, target):
