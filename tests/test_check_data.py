@@ -112,3 +112,12 @@ def test_a_gt_shared_by_several_pairs_is_read_and_reported_once(tmp_path, capsys
     code, out = run_check(['-meta', 'reside_ots_train', '--root', str(tmp_path)], capsys)
     assert code == 1 and 'unreadable: 1\n' in out and f'{clear}/0025.jpg: cannot be decoded' in out
     assert out.count('cannot be decoded') == 1
+
+
+def test_max_items_is_reported(good_root, tmp_path, capsys):
+    options = {'datasets': {'test_1': {'name': 'sots', 'type': 'MultiDegradationPairedDataset', 'data_root': 'data',
+                                       'meta': 'reside_sots_outdoor_test', 'max_items': 1}}}
+    opt_file = tmp_path / 'opt.yml'
+    opt_file.write_text(yaml.safe_dump(options))
+    code, out = run_check(['-opt', str(opt_file), '--root', str(tmp_path)], capsys)
+    assert code == 0 and 'max_items: the run uses the first 1 of these 2 pairs' in out

@@ -1,4 +1,5 @@
 """MultiDegradationPairedDataset: BasicSR items, transforms, task balance (also under EnlargedSampler), bad input."""
+import json
 import os
 from collections import Counter
 
@@ -336,3 +337,32 @@ def test_no_reference_sets_have_no_gt_and_cannot_train(tmp_path):
     assert 'gt' not in item and 'gt_path' not in item and item['lq'].shape == (3, 32, 32)
     with pytest.raises(ValueError, match='training needs GT'):
         make_dataset(tmp_path, 'lhp_test')
+
+
+def list_meta(tmp_path, names):
+    """Inline list_file meta over ``names`` (in that order) with pairs under ``<tmp_path>/{lq,gt}``."""
+    entries = []
+    for index, name in enumerate(names):
+        for side in ('lq', 'gt'):
+            write_image(str(tmp_path / side / f'{name}.png'), seed=index)
+        entries.append({'image_path': f'lq/{name}.png', 'target_path': f'gt/{name}.png', 'degradation': 'Snow',
+                        'dataset': 'Snow100k'})
+    (tmp_path / 'list.json').write_text(json.dumps(entries))
+    return {'name': 'snow_list', 'dataset': 'Snow100k', 'degradation': 'from_list', 'split': 'test', 'root': '.',
+            'source': 'tests', 'pairing': {'rule': 'list_file', 'list_file': 'list.json'}}
+
+
+def test_max_items_keeps_the_first_pairs_in_list_order(tmp_path):
+    meta = list_meta(tmp_path, ['e', 'b', 'd', 'a', 'c'])
+    dataset = make_dataset(tmp_path, [meta], phase='test', max_items=3)
+    assert len(dataset) == 3
+    assert [os.path.basename(dataset[i]['lq_path']) for i in range(3)] == ['e.png', 'b.png', 'd.png']
+    assert len(make_dataset(tmp_path, [meta], phase='test', max_items=50)) == 5
+    assert len(make_dataset(tmp_path, [meta], phase='test')) == 5
+
+
+@pytest.mark.parametrize('value', [0, -2, True, '5001', 2.5])
+def test_bad_max_items_is_named(tmp_path, value):
+    meta = list_meta(tmp_path, ['a', 'b'])
+    with pytest.raises(ValueError, match=f'dataset toy .*max_items must be a positive integer.*got {value!r}'):
+        make_dataset(tmp_path, [meta], phase='test', max_items=value)

@@ -276,7 +276,11 @@ def run(args):
         checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader)
                   for meta in (settings.metas if settings else metas)]
         shares = item_shares([p for c in checks if c.report for p in c.report.pairs], settings)
-        print(describe_entry(f'{label}  data_root={data_root}', checks, shares, allow_mismatch, args.show) + '\n')
+        print(describe_entry(f'{label}  data_root={data_root}', checks, shares, allow_mismatch, args.show))
+        found = sum(len(c.report.pairs) for c in checks if c.report)
+        if settings and settings.max_items and found > settings.max_items:
+            print(f'  max_items: the run uses the first {settings.max_items} of these {found} pairs')
+        print()
         broken += sum(c.broken(allow_mismatch) for c in checks)
         all_checks += checks
     overlap = _duplicate_lines(all_checks, args.show)

@@ -16,10 +16,13 @@ Option file entry (BasicSR dataset options)::
         epoch_length: 10000                 # optional items per epoch with balance (default: number of pairs)
         seed: 0                             # randomness of val/test items (train: also torch's generator)
         allow_size_mismatch: false          # only with paper_512: resize LQ and GT independently
+        max_items: 5001                     # optional: only the first N pairs (metas in order, each in file order)
 
 Defaults: ``transform`` is ``restorevar`` in the train phase and ``paper_512`` otherwise. Every pair
 is checked when the dataset is built (a broken pair raises, naming the files); ``basicsr check-data``
 reports the same without raising. Task balance: see :mod:`restorevar_plugin.data.balanced_sampling`.
+``max_items`` keeps the first N pairs of the entry, as the official RestoreVAR test (``infer.py``) stops after
+5001 images of each test list; the pairs after them are never read (their pairing is still checked).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -36,7 +39,7 @@ from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_o
 from restorevar_plugin.data.transforms import build_transform
 
 OPTION_KEYS = ('data_root', 'meta', 'meta_dirs', 'transform', 'balance', 'degradation_weights', 'epoch_length',
-               'seed', 'allow_size_mismatch')
+               'seed', 'allow_size_mismatch', 'max_items')
 BALANCE_MODES = ('degradation', 'none')
 
 
@@ -53,6 +56,7 @@ class PairedDatasetSettings:
     epoch_length: Optional[int]
     seed: int
     allow_size_mismatch: bool
+    max_items: Optional[int] = None
 
 
 def paired_dataset_settings(opt):
@@ -97,9 +101,13 @@ def paired_dataset_settings(opt):
     if allow_mismatch and not transform.accepts_size_mismatch:
         raise ValueError(f'{where}: allow_size_mismatch needs a transform that resizes both images to a fixed '
                          f'size (paper_512), not {transform.name}')
+    max_items = opt.get('max_items')
+    if max_items is not None and (not isinstance(max_items, int) or isinstance(max_items, bool) or max_items <= 0):
+        raise ValueError(f'{where}: max_items must be a positive integer (the number of pairs kept); '
+                         f'got {max_items!r}')
     metas = resolve_metas(opt['meta'], opt.get('meta_dirs'), f'{where}: meta')
     return PairedDatasetSettings(opt.get('name', ''), phase, str(opt['data_root']), metas, transform, balance,
-                                 weights, epoch_length, int(opt.get('seed', 0)), bool(allow_mismatch))
+                                 weights, epoch_length, int(opt.get('seed', 0)), bool(allow_mismatch), max_items)
 
 
 @DATASET_REGISTRY.register()
@@ -119,6 +127,7 @@ class MultiDegradationPairedDataset(data.Dataset):
         self.opt = opt
         self.settings = paired_dataset_settings(opt)
         self.pairs = [pair for meta in self.settings.metas for pair in find_pairs(meta, self.settings.data_root)]
+        self.pairs = self.pairs[:self.settings.max_items]
         with_gt = {meta.has_reference for meta in self.settings.metas}
         if len(with_gt) > 1:
             raise ValueError(f'dataset {self.settings.name}: mixes paired and no-reference metas; put them in '
