@@ -308,14 +308,20 @@ def test_unreadable_truncated_and_empty_files_name_the_file(tmp_path):
         ImageReader().read(str(tmp_path / 'gone.png'))
 
 
-def test_size_mismatch_is_an_error_unless_resized_to_a_fixed_size(tmp_path):
+def test_size_mismatch_is_resized_independently_under_paper_512_and_an_error_otherwise(tmp_path):
     write_image(str(tmp_path / 'set' / 'lq' / 'a.png'), size=(10, 12))
-    write_image(str(tmp_path / 'set' / 'gt' / 'a.png'), size=(10, 14))
+    write_image(str(tmp_path / 'set' / 'gt' / 'a.png'), size=(10, 14), seed=1)
     meta = [folder_meta('set', 'rain', 'set')]
-    with pytest.raises(ValueError, match='size mismatch.*lq/a.png is 10x12 but GT .*gt/a.png is 10x14'):
+    with pytest.raises(ValueError, match='size mismatch.*lq/a.png is 10x12 but GT .*gt/a.png is 10x14; transform '
+                                         'native needs equal sizes'):
         make_dataset(tmp_path, meta)[0]
-    item = make_dataset(tmp_path, meta, transform={'type': 'paper_512', 'size': 16}, allow_size_mismatch=True)[0]
+    item = make_dataset(tmp_path, meta, phase='test', transform={'type': 'paper_512', 'size': 16})[0]
     assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
+    for key in ('lq', 'gt'):
+        alone = lanczos_resize(ImageReader().read(item[f'{key}_path']), 16, 16)
+        assert torch.equal(item[key], torch.from_numpy(alone).permute(2, 0, 1))
+    with pytest.raises(ValueError, match='allow_size_mismatch: false forbids resizing them independently'):
+        make_dataset(tmp_path, meta, transform='paper_512', allow_size_mismatch=False)[0]
 
 
 def test_missing_gt_empty_folder_and_missing_root_fail_at_construction(tmp_path):

@@ -15,10 +15,12 @@ Option file entry (BasicSR dataset options)::
         degradation_weights: {haze: 2}      # optional, relative; unlisted degradations weigh 1
         epoch_length: 10000                 # optional items per epoch with balance (default: number of pairs)
         seed: 0                             # randomness of val/test items (train: also torch's generator)
-        allow_size_mismatch: false          # only with paper_512: resize LQ and GT independently
+        allow_size_mismatch: true           # default with paper_512 (LQ and GT resized independently); else false
         max_items: 5001                     # optional: only the first N pairs (metas in order, each in file order)
 
-Defaults: ``transform`` is ``restorevar`` in the train phase and ``paper_512`` otherwise. Every pair
+Defaults: ``transform`` is ``restorevar`` in the train phase and ``paper_512`` otherwise;
+``allow_size_mismatch`` is true with ``paper_512`` (LQ and GT of different sizes are each resized to the
+fixed size, as the official RestoreVAR test does) and must stay false with the cropping transforms. Every pair
 is checked when the dataset is built (a broken pair raises, naming the files); ``basicsr check-data``
 reports the same without raising. Task balance: see :mod:`restorevar_plugin.data.balanced_sampling`.
 ``max_items`` keeps the first N pairs of the entry, as the official RestoreVAR test (``infer.py``) stops after
@@ -97,7 +99,7 @@ def paired_dataset_settings(opt):
                          'one; use dataset_enlarge_ratio to repeat them)')
     transform = build_transform(opt.get('transform', 'restorevar' if phase == 'train' else 'paper_512'),
                                 f'{where}: transform')
-    allow_mismatch = opt.get('allow_size_mismatch', False)
+    allow_mismatch = opt.get('allow_size_mismatch', transform.accepts_size_mismatch)
     if allow_mismatch and not transform.accepts_size_mismatch:
         raise ValueError(f'{where}: allow_size_mismatch needs a transform that resizes both images to a fixed '
                          f'size (paper_512), not {transform.name}')
@@ -157,10 +159,14 @@ class MultiDegradationPairedDataset(data.Dataset):
         lq = self.reader.read(pair.lq_path)
         gt = self.reader.read(pair.gt_path) if pair.gt_path is not None else None
         if gt is not None and lq.shape != gt.shape and not self.settings.allow_size_mismatch:
+            transform = self.settings.transform
+            if transform.accepts_size_mismatch:
+                reason = 'allow_size_mismatch: false forbids resizing them independently'
+            else:
+                reason = f'transform {transform.name} needs equal sizes (only paper_512 resizes each image on its own)'
             raise ValueError(f'size mismatch in dataset {self.settings.name}: LQ {pair.lq_path} is '
-                             f'{lq.shape[0]}x{lq.shape[1]} but GT {pair.gt_path} is {gt.shape[0]}x{gt.shape[1]}. '
-                             'Fix the pair, or with transform paper_512 set allow_size_mismatch: true to resize '
-                             'both to the same size independently (as the official RestoreVAR loader does).')
+                             f'{lq.shape[0]}x{lq.shape[1]} but GT {pair.gt_path} is {gt.shape[0]}x{gt.shape[1]}; '
+                             f'{reason}. Fix the pair or the option.')
         return lq, gt
 
     def __getitem__(self, index):
