@@ -9,6 +9,8 @@ Every model of the plugin derives from it. It adds, all driven from YAML:
 * mixed precision (``train.amp: fp16 | bf16``) on GPU only, with a ``GradScaler`` whose state is saved in
   and restored from the ``.state`` file; gradient clipping (``train.grad_clip``);
 * EMA of parameters *and* buffers;
+* ``val.tf32``: TF32 matmul / cuDNN during validation and testing on GPU, as the official RestoreVAR inference
+  (:mod:`~restorevar_plugin.models.matmul_precision`);
 * checkpoints written atomically (a crash never leaves a half-written ``.pth`` / ``.state``) and read
   with :func:`restorevar_plugin.weights.load_state_dict` (BasicSR, Lightning, VAR and flat layouts).
 """
@@ -28,6 +30,7 @@ from basicsr.utils.dist_util import master_only
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
+from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
 from restorevar_plugin.weights import load_state_dict
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -132,6 +135,14 @@ class PluginBaseModel(BaseModel):
         self.grad_scaler = CappedGradScaler(
             'cuda', enabled=self.amp_dtype == torch.float16, **train_opt.get('grad_scaler', {}))
         super().__init__(opt)
+        self.validation_tf32 = validation_uses_tf32(opt.get('val'), self.device)
+        if (opt.get('val') or {}).get('tf32') and not self.validation_tf32:
+            get_root_logger().info('val.tf32: true has no effect without a GPU (validation runs in plain fp32).')
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """BasicSR's validation; with ``val.tf32`` on GPU, inside :func:`tf32_scope` (settings restored after)."""
+        with tf32_scope(self.validation_tf32):
+            super().validation(dataloader, current_iter, tb_logger, save_img)
 
     @staticmethod
     def _select_amp_dtype(amp, on_gpu):
