@@ -4,8 +4,12 @@ Per step the frozen transformer generates greedily from the degraded image (no g
 generation and the refiner run under AMP, the VQVAE encodings stay fp32 as in the official trainer), then the
 refiner maps ``(f_hat tokens, last-block hidden states)`` to continuous tokens, trained with L1
 (``train.pixel_opt``, BasicSR's ``L1Loss``) against ``encode_latent(gt)`` of the stage-2 VQVAE.
-The official trainer leaves the transformer in train mode, so its DropPath is active during this
-generation; ``train.generate_in_train_mode: true`` reproduces that, the default generates in eval mode.
+
+``train.generate_in_train_mode`` (default false): the official trainer (``trainer_refiner.py``) leaves the
+frozen transformer in ``train()`` mode, so its DropPath (stochastic depth, up to ``drop_path_rate``) is active
+during this generation and the refiner learns from slightly perturbed generations; ``true`` reproduces that
+(``options/restorevar_stage3.yml``), ``false`` generates in eval mode as at test time. The transformer's
+weights stay frozen either way.
 """
 from collections import OrderedDict
 
@@ -28,17 +32,30 @@ class RefinerStage(TrainingStage):
             raise ValueError('train.pixel_opt (e.g. {type: L1Loss, loss_weight: 1.0}) is required for the refiner stage')
         if getattr(model, 'net_refiner', None) is None:
             raise ValueError('the refiner stage needs a network_refiner block (LatentRefinerTransformer)')
-        self.generate_in_train_mode = bool(self.train_opt.get('generate_in_train_mode', False))
+        self.generate_in_train_mode = self.train_opt.get('generate_in_train_mode', False)
+        if not isinstance(self.generate_in_train_mode, bool):
+            raise ValueError(f'train.generate_in_train_mode must be true or false; got {self.generate_in_train_mode!r}')
+
+    def generate(self, cond):
+        """Greedy generation of the frozen transformer from VQVAE features ``cond``, without gradients, under AMP.
+
+        In train mode (DropPath active) with ``train.generate_in_train_mode``, else in eval mode.
+
+        Returns:
+            The transformer's ``generate`` output: ``f_hat`` ``(B, C, h, w)`` and ``last_hidden`` ``(B, L, D)``.
+        """
+        model = self.model
+        model.net_g.train(self.generate_in_train_mode)
+        with torch.no_grad(), model.autocast():
+            return model.net_g.generate(cond, model.net_vqvae)
 
     def optimize(self, current_iter):
         """Generate (frozen), refine, L1 to the continuous GT latent; returns ``l_pix``."""
         model = self.model
-        model.net_g.train(self.generate_in_train_mode)
         with torch.no_grad():
             cond = model.net_vqvae.encode_features(model.lq)
             target = rearrange(model.net_vqvae.encode_latent(model.gt), 'b c h w -> b (h w) c')
-            with model.autocast():
-                generated = model.net_g.generate(cond, model.net_vqvae)
+        generated = self.generate(cond)
         f_hat_tokens = rearrange(generated.f_hat, 'b c h w -> b (h w) c').float()
         model.optimizer_g.zero_grad(set_to_none=True)
         with model.autocast():
