@@ -1,7 +1,7 @@
 """Run BasicSR's own ``train_pipeline`` / ``test_pipeline`` with the plugin's fixes.
 
 BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one pipeline runs,
-:func:`basicsr_runtime` replaces exactly three names inside basicsr's modules and restores them
+:func:`basicsr_runtime` replaces the names listed below inside basicsr's modules and restores them
 afterwards (nothing is patched at import time):
 
 * ``basicsr.utils.options.init_dist`` -> :func:`init_dist`: the backend is ``nccl`` with a GPU and
@@ -12,7 +12,10 @@ afterwards (nothing is patched at import time):
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
   run's root and loaded onto the run's device (CPU included);
 * ``basicsr.{train,test}.build_dataloader`` -> :func:`build_dataloader`: validation and test sets honour
-  ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference.
+  ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference;
+* ``basicsr.train.create_train_val_dataloader`` -> BasicSR's, converting the epoch-counted options
+  (``train.total_epochs`` ..., :mod:`restorevar_plugin.epoch_schedule`) to iterations as soon as the train
+  set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers.
 
 The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
 resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
@@ -30,9 +33,11 @@ import torch
 import torch.distributed as dist
 import yaml
 from basicsr.data import build_dataloader as basicsr_build_dataloader
+from basicsr.data import build_dataset as basicsr_build_dataset
 from basicsr.utils import check_resume, scandir
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
 from restorevar_plugin.registry_utils import require_registered
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
@@ -130,6 +135,10 @@ def finalize_options(opt, root):
     resolve_option_paths(opt, root)
     check_registry_names(opt)
     check_batched_evaluation(opt)
+    try:
+        check_epoch_options(opt)
+    except EpochOptionError as error:
+        raise OptionError(str(error)) from error
     train_opt = (opt.get('datasets') or {}).get('train') or {}
     if train_opt.get('prefetch_mode') == 'cuda' and not torch.cuda.is_available():
         print('prefetch_mode: cuda needs a GPU; using the CPU prefetcher.', flush=True)
@@ -189,6 +198,22 @@ def build_dataloader(dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, 
     return basicsr_build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=dist, sampler=sampler, seed=seed)
 
 
+def create_train_val_dataloader(opt, logger, original):
+    """BasicSR's ``create_train_val_dataloader`` (``original``), with the epoch-counted options of ``opt``
+    converted to iterations (and logged) right after the train set is built."""
+    import basicsr.train
+
+    def build_dataset(dataset_opt):
+        dataset = basicsr_build_dataset(dataset_opt)
+        if dataset_opt['phase'] == 'train':
+            for line in apply_epoch_schedule(opt, len(dataset)):
+                logger.info(line)
+        return dataset
+
+    with _replaced(basicsr.train, 'build_dataset', build_dataset):
+        return original(opt, logger)
+
+
 def _dist_params(option_file):
     with open(option_file, encoding='utf-8') as handle:
         return (yaml.safe_load(handle) or {}).get('dist_params') or {}
@@ -232,6 +257,8 @@ def basicsr_runtime(root, option_file, basicsr_argv):
         stack.enter_context(_replaced(basicsr.train, 'load_resume_state', load_resume_state))
         stack.enter_context(_replaced(basicsr.train, 'build_dataloader', build_dataloader))
         stack.enter_context(_replaced(basicsr.test, 'build_dataloader', build_dataloader))
+        stack.enter_context(_replaced(basicsr.train, 'create_train_val_dataloader', functools.partial(
+            create_train_val_dataloader, original=basicsr.train.create_train_val_dataloader)))
         yield
 
 

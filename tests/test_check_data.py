@@ -121,3 +121,15 @@ def test_max_items_is_reported(good_root, tmp_path, capsys):
     opt_file.write_text(yaml.safe_dump(options))
     code, out = run_check(['-opt', str(opt_file), '--root', str(tmp_path)], capsys)
     assert code == 0 and 'max_items: the run uses the first 1 of these 2 pairs' in out
+
+
+def test_missing_meta_is_checked_through_its_fallback(good_root, tmp_path, capsys):
+    options = {'datasets': {'train': {'name': 'aio', 'type': 'MultiDegradationPairedDataset', 'data_root': 'data',
+                                      'meta': 'restorevar_trainset', 'fallback_meta': ['lolv1_test']}}}
+    opt_file = tmp_path / 'opt.yml'
+    opt_file.write_text(yaml.safe_dump(options))
+    code, out = run_check(['-opt', str(opt_file), '--root', str(tmp_path)], capsys)
+    assert code == 0, out
+    assert f'meta restorevar_trainset is not available ({good_root}/trainset.json: list file does not exist' in out
+    assert 'the run uses fallback_meta lolv1_test' in out
+    assert 'lolv1_test  LOLv1' in out and 'result: every pair is usable' in out

@@ -71,9 +71,14 @@ def test_paper_recipe_numbers():
     assert (train['optim_g']['type'], train['optim_g']['lr'], train['optim_g']['betas']) == ('AdamW', 1e-4, [0.9, 0.95])
     assert train['optim_g']['weight_decay'] == 0.05 and train['grad_clip'] == 2.0 and train['amp'] == 'fp16'
     assert stage1['datasets']['train']['batch_size_per_gpu'] == 24
-    iterations_per_epoch = -(-stage1['datasets']['train']['epoch_length'] // 48)
-    assert train['total_iter'] == 50 * iterations_per_epoch == train['scheduler']['total_iter']
-    assert train['scheduler']['warmup_iter'] == iterations_per_epoch
+    for stage in (stage1, load_option_file(REPO / 'options' / 'restorevar_stage3.yml')):
+        train_set = stage['datasets']['train']
+        assert train_set['meta'] == 'restorevar_trainset' and len(train_set['fallback_meta']) == 5
+        assert 'epoch_length' not in train_set and train_set['balance'] == 'degradation'
+        train = stage['train']
+        assert (train['total_epochs'], train['scheduler']['warmup_epochs']) == (50, 1)
+        assert 'total_iter' not in train and 'total_iter' not in train['scheduler']
+        assert stage['val']['val_freq_epochs'] == stage['logger']['save_checkpoint_freq_epochs'] == 1
 
 
 @pytest.mark.parametrize('path', DEMO, ids=ids(DEMO))

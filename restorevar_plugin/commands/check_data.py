@@ -4,7 +4,8 @@
     basicsr check-data -meta NAME [NAME ...] --root DATA_ROOT   # dataset metas against a data root
     basicsr check-data --list                                   # the dataset metas found, and where
 
-For each meta it prints the pairs found, the LQ files without (or with more than one) GT, names that
+For each meta it prints the pairs found (for an entry whose ``meta`` is missing, those of its
+``fallback_meta``, as the run would use), the LQ files without (or with more than one) GT, names that
 do not follow the pairing rule, list entries pointing at missing files and GT files no pair uses; it
 then reads the images (all, or ``--limit`` per meta) and reports unreadable files, LQ/GT size
 mismatches and the documented conversions applied (16-bit, gray, alpha). It ends with the pairs per
@@ -275,6 +276,12 @@ def run(args):
         allow_mismatch = bool(settings and settings.allow_size_mismatch)
         checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader)
                   for meta in (settings.metas if settings else metas)]
+        missing = [c for c in checks if c.layout_error]
+        if missing and settings and settings.fallback_metas:
+            print(f'== {label}\n  meta {missing[0].meta.name} is not available ({missing[0].layout_error}); the run '
+                  f'uses fallback_meta {", ".join(meta.name for meta in settings.fallback_metas)}\n')
+            checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader)
+                      for meta in settings.fallback_metas]
         shares = item_shares([p for c in checks if c.report for p in c.report.pairs], settings)
         print(describe_entry(f'{label}  data_root={data_root}', checks, shares, allow_mismatch, args.show))
         found = sum(len(c.report.pairs) for c in checks if c.report)

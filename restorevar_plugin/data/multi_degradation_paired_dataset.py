@@ -9,6 +9,7 @@ Option file entry (BasicSR dataset options)::
         data_root: /data/restorevar         # relative paths resolve against the current directory
         meta: [restorevar_reside_train, restorevar_snow100k_train, restorevar_rain13k_train,
                restorevar_lolv1_train, restorevar_gopro_train]   # names, meta file paths or inline mappings
+        fallback_meta: [...]                # optional: used instead when a meta's files are missing (see below)
         meta_dirs: [my_metas]               # optional extra folders searched first for meta names
         transform: {type: restorevar, crop_size: 512}   # or a name; see restorevar_plugin.data.transforms
         balance: degradation                # 'degradation' (default for train) or 'none' (default otherwise)
@@ -23,25 +24,31 @@ Defaults: ``transform`` is ``restorevar`` in the train phase and ``paper_512`` o
 fixed size, as the official RestoreVAR test does) and must stay false with the cropping transforms. Every pair
 is checked when the dataset is built (a broken pair raises, naming the files); ``basicsr check-data``
 reports the same without raising. Task balance: see :mod:`restorevar_plugin.data.balanced_sampling`.
-``max_items`` keeps the first N pairs of the entry, as the official RestoreVAR test (``infer.py``) stops after
-5001 images of each test list; the pairs after them are never read (their pairing is still checked).
+
+``fallback_meta`` (same forms as ``meta``) replaces ``meta`` when one of its folders or list files does not
+exist (e.g. RestoreVAR's own training list ``trainset.json``, which comes only with the data archive: train
+on it when present, on the scanned training folders otherwise); the switch is logged. Broken pairs in an
+existing list still raise.
+
+``max_items`` keeps the first N pairs of the entry, as the official RestoreVAR test (``infer.py``) stops
+after 5001 images of each test list; the pairs after them are never read (their pairing is still checked).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
-from basicsr.utils import img2tensor
+from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import find_pairs, resolve_metas
+from restorevar_plugin.data.dataset_meta import DatasetLayoutError, find_pairs, resolve_metas
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import build_transform
 
-OPTION_KEYS = ('data_root', 'meta', 'meta_dirs', 'transform', 'balance', 'degradation_weights', 'epoch_length',
-               'seed', 'allow_size_mismatch', 'max_items')
+OPTION_KEYS = ('data_root', 'meta', 'fallback_meta', 'meta_dirs', 'transform', 'balance', 'degradation_weights',
+               'epoch_length', 'seed', 'allow_size_mismatch', 'max_items')
 BALANCE_MODES = ('degradation', 'none')
 
 
@@ -59,6 +66,7 @@ class PairedDatasetSettings:
     seed: int
     allow_size_mismatch: bool
     max_items: Optional[int] = None
+    fallback_metas: list = field(default_factory=list)
 
 
 def paired_dataset_settings(opt):
@@ -108,8 +116,11 @@ def paired_dataset_settings(opt):
         raise ValueError(f'{where}: max_items must be a positive integer (the number of pairs kept); '
                          f'got {max_items!r}')
     metas = resolve_metas(opt['meta'], opt.get('meta_dirs'), f'{where}: meta')
+    fallback = resolve_metas(opt['fallback_meta'], opt.get('meta_dirs'), f'{where}: fallback_meta') \
+        if opt.get('fallback_meta') else []
     return PairedDatasetSettings(opt.get('name', ''), phase, str(opt['data_root']), metas, transform, balance,
-                                 weights, epoch_length, int(opt.get('seed', 0)), bool(allow_mismatch), max_items)
+                                 weights, epoch_length, int(opt.get('seed', 0)), bool(allow_mismatch), max_items,
+                                 fallback)
 
 
 @DATASET_REGISTRY.register()
@@ -128,9 +139,18 @@ class MultiDegradationPairedDataset(data.Dataset):
         super().__init__()
         self.opt = opt
         self.settings = paired_dataset_settings(opt)
-        self.pairs = [pair for meta in self.settings.metas for pair in find_pairs(meta, self.settings.data_root)]
+        self.metas = self.settings.metas
+        try:
+            self.pairs = self._find_pairs(self.metas)
+        except DatasetLayoutError as error:
+            if not self.settings.fallback_metas:
+                raise
+            self.metas = self.settings.fallback_metas
+            get_root_logger().warning(f'dataset {self.settings.name}: {error}. Using fallback_meta '
+                                      f'{", ".join(meta.name for meta in self.metas)} instead.')
+            self.pairs = self._find_pairs(self.metas)
         self.pairs = self.pairs[:self.settings.max_items]
-        with_gt = {meta.has_reference for meta in self.settings.metas}
+        with_gt = {meta.has_reference for meta in self.metas}
         if len(with_gt) > 1:
             raise ValueError(f'dataset {self.settings.name}: mixes paired and no-reference metas; put them in '
                              'separate dataset entries')
@@ -142,6 +162,9 @@ class MultiDegradationPairedDataset(data.Dataset):
             self.balanced = BalancedDraw([pair.degradation for pair in self.pairs], self.settings.degradation_weights,
                                          f'dataset {self.settings.name}: degradation_weights')
         self.reader = ImageReader()
+
+    def _find_pairs(self, metas):
+        return [pair for meta in metas for pair in find_pairs(meta, self.settings.data_root)]
 
     def __len__(self):
         return self.settings.epoch_length or len(self.pairs)

@@ -34,7 +34,8 @@ class RefinerStage(TrainingStage):
             raise ValueError('the refiner stage needs a network_refiner block (LatentRefinerTransformer)')
         self.generate_in_train_mode = self.train_opt.get('generate_in_train_mode', False)
         if not isinstance(self.generate_in_train_mode, bool):
-            raise ValueError(f'train.generate_in_train_mode must be true or false; got {self.generate_in_train_mode!r}')
+            raise ValueError('train.generate_in_train_mode must be true or false; '
+                             f'got {self.generate_in_train_mode!r}')
 
     def generate(self, cond):
         """Greedy generation of the frozen transformer from VQVAE features ``cond``, without gradients, under AMP.
