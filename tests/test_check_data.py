@@ -133,3 +133,44 @@ def test_missing_meta_is_checked_through_its_fallback(good_root, tmp_path, capsy
     assert f'meta restorevar_trainset is not available ({good_root}/trainset.json: list file does not exist' in out
     assert 'the run uses fallback_meta lolv1_test' in out
     assert 'lolv1_test  LOLv1' in out and 'result: every pair is usable' in out
+
+
+def test_images_smaller_than_the_ssim_window_are_warned_about(tmp_path, capsys):
+    root = tmp_path / 'data'
+    build_meta_tree(load_dataset_meta('lolv1_test'), str(root))
+    eval15 = root / 'LOLdataset' / 'eval15'
+    write_image(str(eval15 / 'low' / '7.png'), size=(6, 40))
+    write_image(str(eval15 / 'high' / '7.png'), size=(6, 40))
+    code, out = run_check(['-meta', 'lolv1_test', '--root', str(root)], capsys)
+    assert code == 0, out
+    warnings = out.split('warnings:')[1]
+    assert 'smaller than the metrics can score (at least 7 px per side for ssim: the 7x7 SSIM window)' in warnings
+    assert f'{eval15}/low/7.png is 6x40' in warnings and f'{eval15}/high/7.png is 6x40' in warnings
+    assert warnings.count('is 6x40') == 2 and '1.png' not in warnings
+
+
+def test_metric_sizes_are_checked_after_the_transform_of_val_entries(tmp_path, capsys):
+    root = tmp_path / 'data'
+    build_meta_tree(load_dataset_meta('lolv1_test'), str(root))
+    for side in ('low', 'high'):
+        write_image(str(root / 'LOLdataset' / 'eval15' / side / '1.png'), size=(20, 40))
+        write_image(str(root / 'LOLdataset' / 'eval15' / side / '22.png'), size=(40, 31))
+    entry = {'type': 'MultiDegradationPairedDataset', 'data_root': 'data', 'meta': 'lolv1_test'}
+    options = {'datasets': {'train': dict(entry, name='t', transform='native'),
+                            'val_1': dict(entry, name='native', transform='native'),
+                            'val_2': dict(entry, name='resized', transform={'type': 'paper_512', 'size': 32})},
+               'val': {'metrics': {'ssim': {'type': 'calculate_ssim_skimage'},
+                                   'lpips': {'type': 'calculate_lpips', 'net': 'alex'}}}}
+    opt_file = tmp_path / 'opt.yml'
+    opt_file.write_text(yaml.safe_dump(options))
+    code, out = run_check(['-opt', str(opt_file), '--root', str(tmp_path)], capsys)
+    assert code == 0, out
+    sections = {part.split()[0]: part for part in out.split('== ')[1:]}
+    assert "at least 31 px per side for lpips: LPIPS alex's backbone" in sections['datasets.val_1']
+    assert 'low/1.png is 20x40\n' in sections['datasets.val_1'] and '22.png' not in sections['datasets.val_1']
+    assert 'smaller than the metrics' not in sections['datasets.val_2']  # 32 x 32 after paper_512
+    options['datasets']['val_2']['transform']['size'] = 24
+    opt_file.write_text(yaml.safe_dump(options))
+    out = run_check(['-opt', str(opt_file), '--root', str(tmp_path)], capsys)[1]
+    assert 'low/22.png is 40x31, 24x24 after transform paper_512' in out.split('== datasets.val_2')[1]
+    assert 'smaller than the metrics' not in sections['datasets.train']  # no metrics on training items

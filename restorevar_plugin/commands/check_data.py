@@ -8,8 +8,11 @@ For each meta it prints the pairs found (for an entry whose ``meta`` is missing,
 ``fallback_meta``, as the run would use), the LQ files without (or with more than one) GT, names that
 do not follow the pairing rule, list entries pointing at missing files and GT files no pair uses; it
 then reads the images (all, or ``--limit`` per meta) and reports unreadable files, LQ/GT size
-mismatches and the documented conversions applied (16-bit, gray, alpha). It ends with the pairs per
-dataset and degradation, the sampling share of each degradation, and paths listed twice.
+mismatches and the documented conversions applied (16-bit, gray, alpha), and warns about images that,
+at the size the metrics will see them (after the entry's transform), are smaller than a metric can score
+(:mod:`restorevar_plugin.metrics.minimum_sizes`): the ``val.metrics`` of the option file for its val/test
+entries; with ``-meta``, the native size against the 7x7 SSIM window of the paper protocol. It ends with
+the pairs per dataset and degradation, the sampling share of each degradation, and paths listed twice.
 
 Exit code: 0 when every pair is usable (warnings allowed), 1 when any pair or folder is broken,
 2 for bad usage or an option/meta file that cannot be loaded.
@@ -28,10 +31,12 @@ from restorevar_plugin.data.image_io import ImageReader, ImageReadError
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.harness import resolve_option_paths
+from restorevar_plugin.metrics.minimum_sizes import metric_requirement, strictest_requirement
 
 NAME = 'check-data'
 HELP = 'check dataset folders and pairing rules: pairs found, orphans, unreadable files, size mismatches'
 PAIRED_TYPE = 'MultiDegradationPairedDataset'
+META_ONLY_REQUIREMENT = metric_requirement('ssim', {'type': 'calculate_ssim_skimage'})
 SYNTHETIC_TYPE = 'SyntheticDegradationDataset'
 
 
@@ -63,6 +68,7 @@ class MetaCheck:
     size_mismatch: list = field(default_factory=list)
     conversions: dict = field(default_factory=lambda: defaultdict(list))
     format_mismatch: list = field(default_factory=list)
+    too_small: list = field(default_factory=list)
 
     def broken(self, allow_size_mismatch=False):
         """Number of broken pairs/folders (each counts once per problem)."""
@@ -88,10 +94,12 @@ def _evenly_spread(pairs, limit):
     return pairs[::math.ceil(len(pairs) / limit)]
 
 
-def read_pairs(check, pairs, reader):
+def read_pairs(check, pairs, reader, transform=None, requirement=None):
     """Read every pair in ``pairs`` and record unreadable files, size mismatches and conversions in ``check``.
 
-    A file shared by several pairs (RESIDE: one GT for 35 hazy images) is read and reported once.
+    With a :class:`~restorevar_plugin.metrics.minimum_sizes.SizeRequirement`, also the files whose size after
+    ``transform`` (a PairedTransform; None: the native size) is below it. A file shared by several pairs
+    (RESIDE: one GT for 35 hazy images) is read and reported once.
     """
     seen = {}
     for pair in pairs:
@@ -107,6 +115,8 @@ def read_pairs(check, pairs, reader):
                     check.unreadable.append(str(error))
                 for note in seen[path].conversions() if seen[path] else []:
                     check.conversions[note].append(path)
+                if seen[path] is not None and requirement is not None:
+                    _check_size(check, path, seen[path], transform, requirement)
             if seen[path] is not None:
                 infos.append(seen[path])
         check.read += 1
@@ -120,15 +130,24 @@ def read_pairs(check, pairs, reader):
                                              f'{pair.gt_path} ({gt.channels} ch, {gt.bit_depth}-bit)')
 
 
-def check_meta(entry, meta, data_root, limit, reader):
-    """Scan and read one meta; layout errors are recorded, not raised."""
+def _check_size(check, path, info, transform, requirement):
+    height, width = (info.height, info.width) if transform is None else transform.output_size(info.height,
+                                                                                                info.width)
+    if min(height, width) < requirement.side:
+        resized = (height, width) != (info.height, info.width)
+        after = f', {height}x{width} after transform {transform.name}' if resized else ''
+        check.too_small.append(f'{path} is {info.height}x{info.width}{after}')
+
+
+def check_meta(entry, meta, data_root, limit, reader, transform=None, requirement=None):
+    """Scan and read one meta (see :func:`read_pairs`); layout errors are recorded, not raised."""
     check = MetaCheck(entry, meta)
     try:
         check.report = scan_pairs(meta, data_root)
     except (DatasetLayoutError, MetaSchemaError) as error:
         check.layout_error = str(error)
         return check
-    read_pairs(check, _evenly_spread(check.report.pairs, limit), reader)
+    read_pairs(check, _evenly_spread(check.report.pairs, limit), reader, transform, requirement)
     return check
 
 
@@ -142,8 +161,12 @@ def _listing(title, items, show):
     return lines
 
 
-def describe_entry(entry, checks, shares, allow_size_mismatch, show):
-    """Text report for one dataset entry: a per-meta table, the pairs per dataset/degradation, problems, warnings."""
+def describe_entry(entry, checks, shares, allow_size_mismatch, show, requirement=None):
+    """Text report for one dataset entry: a per-meta table, the pairs per dataset/degradation, problems, warnings.
+
+    ``requirement``: the :class:`~restorevar_plugin.metrics.minimum_sizes.SizeRequirement` the images were
+    checked against (named in the warning about images smaller than it).
+    """
     rows = []
     for c in checks:
         r = c.report
@@ -183,6 +206,9 @@ def describe_entry(entry, checks, shares, allow_size_mismatch, show):
         for note, paths in sorted(c.conversions.items()):
             warnings += _listing(f'{tag} converted on read ({note})', paths, show)
         warnings += _listing(f'{tag} LQ and GT differ in channels or bit depth', c.format_mismatch, show)
+        if requirement is not None:
+            warnings += _listing(f'{tag} smaller than the metrics can score (at least {requirement.side} px per side '
+                                 f'for {requirement.reason}); the metric would fail or give nan', c.too_small, show)
     if problems:
         lines += ['', 'BROKEN:'] + problems
     if warnings:
@@ -212,7 +238,8 @@ def _duplicate_lines(checks, show):
 
 
 def _entries_from_options(args):
-    """``[(label, settings, note)]`` for the dataset entries of ``-opt`` (settings None: nothing to read).
+    """``[(label, settings, note, requirement)]`` for the dataset entries of ``-opt`` (settings None: nothing to
+    read; requirement: the strictest image size ``val.metrics`` need, for val/test entries, else None).
 
     Raises:
         MetaSchemaError: No ``datasets`` section, or no entry of the plugin's dataset types.
@@ -223,18 +250,20 @@ def _entries_from_options(args):
     if not isinstance(opt, dict) or not isinstance(opt.get('datasets'), dict):
         raise MetaSchemaError(f'{args.opt}: no "datasets" section')
     resolve_option_paths(opt, args.root or os.getcwd())
+    requirement = strictest_requirement((opt.get('val') or {}).get('metrics'))
     entries = []
     for key in sorted(opt['datasets']):
         dataset_opt = dict(opt['datasets'][key], phase=key.split('_')[0])
+        measured = requirement if dataset_opt['phase'] in ('val', 'test') else None
         label = f'datasets.{key} ({dataset_opt.get("type")})'
         if dataset_opt.get('type') == PAIRED_TYPE:
             if args.meta_dir:
                 dataset_opt['meta_dirs'] = list(args.meta_dir) + list(dataset_opt.get('meta_dirs') or [])
-            entries.append((label, paired_dataset_settings(dataset_opt), ''))
+            entries.append((label, paired_dataset_settings(dataset_opt), '', measured))
         elif dataset_opt.get('type') == SYNTHETIC_TYPE:
             dataset = SyntheticDegradationDataset(dataset_opt)
             entries.append((label, None, f'synthetic: {len(dataset)} items = {len(dataset.sources)} clean images x '
-                                         f'{len(dataset.degradations)} degradations; no pairs to read'))
+                                         f'{len(dataset.degradations)} degradations; no pairs to read', None))
     if not entries:
         raise MetaSchemaError(f'{args.opt}: no dataset entry of type {PAIRED_TYPE} or {SYNTHETIC_TYPE}')
     return entries
@@ -260,7 +289,7 @@ def run(args):
                 print('basicsr check-data: -meta needs --root DATA_ROOT (the folder the metas\' roots are relative to)')
                 return 2
             metas = [load_dataset_meta(name, args.meta_dir) for name in args.meta]
-            entries = [('-meta', None, '')]
+            entries = [('-meta', None, '', META_ONLY_REQUIREMENT)]
         else:
             entries = _entries_from_options(args)
     except (MetaSchemaError, ValueError, OSError, yaml.YAMLError) as error:
@@ -268,22 +297,24 @@ def run(args):
         return 2
     reader = ImageReader()
     all_checks, broken = [], 0
-    for label, settings, note in entries:
+    for label, settings, note, requirement in entries:
         if note:
             print(f'== {label}\n  {note}\n')
             continue
         data_root = settings.data_root if settings else args.root
         allow_mismatch = bool(settings and settings.allow_size_mismatch)
-        checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader)
+        transform = settings.transform if settings else None
+        checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader, transform, requirement)
                   for meta in (settings.metas if settings else metas)]
         missing = [c for c in checks if c.layout_error]
         if missing and settings and settings.fallback_metas:
             print(f'== {label}\n  meta {missing[0].meta.name} is not available ({missing[0].layout_error}); the run '
                   f'uses fallback_meta {", ".join(meta.name for meta in settings.fallback_metas)}\n')
-            checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader)
+            checks = [check_meta(label.split(' ')[0], meta, data_root, args.limit, reader, transform, requirement)
                       for meta in settings.fallback_metas]
         shares = item_shares([p for c in checks if c.report for p in c.report.pairs], settings)
-        print(describe_entry(f'{label}  data_root={data_root}', checks, shares, allow_mismatch, args.show))
+        print(describe_entry(f'{label}  data_root={data_root}', checks, shares, allow_mismatch, args.show,
+                             requirement))
         found = sum(len(c.report.pairs) for c in checks if c.report)
         if settings and settings.max_items and found > settings.max_items:
             print(f'  max_items: the run uses the first {settings.max_items} of these {found} pairs')

@@ -105,6 +105,10 @@ class PairedTransform(ABC):
     def apply(self, images, rng):
         """Transform the list ``images`` (LQ first) with shared randomness; return the list."""
 
+    @abstractmethod
+    def output_size(self, height, width):
+        """``(height, width)`` of an image of that size after the transform (what the model and metrics see)."""
+
     def __call__(self, lq, gt, rng):
         """Transform an LQ image and its GT (or None).
 
@@ -135,6 +139,10 @@ class RestoreVARTrainTransform(PairedTransform):
         target = round(self.resize_ratio * self.crop_size)
         return random_crop([resize_shorter_side(image, target) for image in images], self.crop_size, rng)
 
+    def output_size(self, height, width):
+        """Always the crop: the resize makes every image large enough."""
+        return self.crop_size, self.crop_size
+
 
 class PromptIRTrainTransform(PairedTransform):
     """PromptIR training: crop to a multiple of ``multiple_of``, random ``crop_size`` crop, flip/rotation 1-7."""
@@ -155,6 +163,10 @@ class PromptIRTrainTransform(PairedTransform):
         mode = int(rng.integers(1, 8))
         return [flip_rotate(patch, mode) for patch in patches]
 
+    def output_size(self, height, width):
+        """The crop (smaller images raise in :meth:`apply`)."""
+        return self.crop_size, self.crop_size
+
 
 class FixedSizeTransform(PairedTransform):
     """RestoreVAR evaluation: Lanczos resize of every image to ``size`` x ``size``."""
@@ -168,6 +180,10 @@ class FixedSizeTransform(PairedTransform):
     def apply(self, images, rng):
         return [lanczos_resize(image, self.size, self.size) for image in images]
 
+    def output_size(self, height, width):
+        """``size`` x ``size``, whatever the input."""
+        return self.size, self.size
+
 
 class NativeTransform(PairedTransform):
     """No resize, no crop: images at their native resolution."""
@@ -175,6 +191,10 @@ class NativeTransform(PairedTransform):
 
     def apply(self, images, rng):
         return images
+
+    def output_size(self, height, width):
+        """The input's size."""
+        return height, width
 
 
 TRANSFORMS = {cls.name: cls for cls in (RestoreVARTrainTransform, PromptIRTrainTransform, FixedSizeTransform,
