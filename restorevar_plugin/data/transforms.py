@@ -34,9 +34,10 @@ def lanczos_resize(image, height, width):
 
     The image is rounded to 8 bits (:func:`to_uint8`; an image read from an 8-bit file is recovered exactly),
     resized by ``PIL.Image.resize(..., Image.LANCZOS)`` as the official RestoreVAR loader does, and divided by
-    255 again. 16-bit and float sources are therefore quantised to 8 bits first (rounded; the official loader
-    only ever feeds 8-bit RGB to Pillow), and the output is always on the 8-bit grid, also when the size
-    does not change (Pillow then returns a copy).
+    255 again. 16-bit and float sources are therefore quantised to 8 bits first, by rounding: the official
+    loader only ever feeds 8-bit RGB to Pillow, whose ``convert('RGB')`` keeps the high byte of a 16-bit RGB
+    file (at most one level from our rounding) and saturates a 16-bit gray one at 255 (not reproduced). The
+    output is always on the 8-bit grid, also when the size does not change (Pillow then returns a copy).
 
     Returns:
         np.ndarray: ``(height, width, 3)`` float32 in [0, 1], values ``k / 255``.
