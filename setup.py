@@ -30,6 +30,7 @@ setup(
         'einops>=0.7',
         'lpips>=0.1.4',
         'pyiqa>=0.1.13,<0.2',
+        'openai-clip>=1.0',
         'pyyaml>=6.0',
         'opencv-python>=4.8',
         'Pillow>=9.1',
