@@ -3,6 +3,7 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
+from restorevar_plugin.archs import awracle_arch, promptir_arch
 from restorevar_plugin.registry_utils import owner_module, registered_names
 
 PATCH_NUMS = [1, 2, 4, 8]
@@ -27,6 +28,14 @@ def discriminator_inputs():
     return (torch.rand(2, 3, 64, 64) * 2 - 1, )
 
 
+def image_inputs():
+    return (torch.rand(2, 3, 16, 16), )
+
+
+def in_context_inputs():
+    return torch.rand(2, 3, 16, 16), torch.rand(2, 3, 40, 48), torch.rand(2, 3, 40, 48)
+
+
 TINY = {
     'MultiScaleVQVAE': (dict(vocab_size=64, z_channels=8, ch=32, ch_mult=[1, 2], num_res_blocks=1,
                              patch_nums=PATCH_NUMS), vqvae_inputs),
@@ -35,6 +44,8 @@ TINY = {
     'LatentRefinerTransformer': (dict(seq_len=64, seq_len_cond=85, in_dim=8, in_dim_cond=32, out_dim=8, dim=32,
                                       depth=2, heads=2, mlp_dim=64), refiner_inputs),
     'PatchGANDiscriminator': (dict(ndf=8, n_layers=2), discriminator_inputs),
+    'PromptIR': (promptir_arch.TINY_CONFIG, image_inputs),
+    'AWRaCLe': (awracle_arch.TINY_CONFIG, in_context_inputs),
 }
 OURS = [name for name in registered_names('arch') if owner_module('arch', name).startswith('restorevar_plugin.')]
 
@@ -65,5 +76,8 @@ def test_arch_forward_and_backward_reach_every_parameter(name):
     assert all(torch.isfinite(output).all() for output in outputs)
     sum(output.float().mean() for output in outputs).backward()
     for param_name, param in net.named_parameters():
+        if not param.requires_grad:  # frozen by design (AWRaCLe's CLIP)
+            assert param.grad is None, f'{name}.{param_name} is frozen but got a gradient'
+            continue
         assert param.grad is not None, f'{name}.{param_name} got no gradient'
         assert torch.isfinite(param.grad).all(), f'{name}.{param_name} has a non-finite gradient'
