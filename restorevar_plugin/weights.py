@@ -8,10 +8,14 @@ Layouts recognised by :func:`load_state_dict`:
 * ``var_trainer``: VAR / RestoreVAR trainer checkpoints (``ar-ckpt-*.pth``), weights under
   ``trainer.var_wo_ddp``;
 * ``flat``: a bare state dict (``vae_ch160v4096z32.pth``, ``var_d16.pth``, ``restorevar.pth``,
-  ``vae_restorevar.ckpt``). ``.safetensors`` files are always flat.
+  ``vae_restorevar.ckpt``). ``.safetensors`` files are always flat;
+* ``torchscript``: a TorchScript archive, such as OpenAI's CLIP files (``ViT-B-32.pt``); its
+  parameters and buffers are read without running it, minus the three integer attributes OpenAI's
+  archives add (``input_resolution``, ``context_length``, ``vocab_size``).
 
 A ``module.`` prefix left by DistributedDataParallel is removed in every layout.
 """
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +63,30 @@ OFFICIAL_CHECKPOINTS = {
         url='https://github.com/sudraj2002/RestoreVAR#checkpoints',
         layout='flat',
         arch='RestoreVARTransformer+LatentRefinerTransformer'),
+    'promptir': OfficialCheckpoint(
+        filename='model.ckpt',
+        description='PromptIR trained on its 3 tasks (denoise, derain, dehaze), Lightning checkpoint',
+        source='GitHub release v1.0 of va1shn9v/PromptIR (also a Google Drive link in its README)',
+        url='https://github.com/va1shn9v/PromptIR/releases/tag/v1.0',
+        layout='lightning',
+        arch='PromptIR'),
+    'awracle': OfficialCheckpoint(
+        filename='best.ckpt',
+        description='AWRaCLe (with its frozen CLIP ViT-B/32 weights), Lightning checkpoint',
+        source='AWRaCLe checkpoint (JHU SharePoint link in github.com/sudraj2002/AWRaCLe README)',
+        url='https://github.com/sudraj2002/AWRaCLe#checkpoints',
+        layout='lightning',
+        arch='AWRaCLe'),
+    'clip_vit_b32': OfficialCheckpoint(
+        filename='ViT-B-32.pt',
+        description="OpenAI CLIP ViT-B/32 (TorchScript), AWRaCLe's frozen context encoder",
+        source="OpenAI CLIP (github.com/openai/CLIP, clip.load('ViT-B/32') downloads it)",
+        url=('https://openaipublic.azureedge.net/clip/models/'
+             '40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt'),
+        layout='torchscript',
+        arch='AWRaCLe.clip'),
 }
+TORCHSCRIPT_EXTRA_KEYS = ('input_resolution', 'context_length', 'vocab_size')
 
 
 def _where_to_get(path):
@@ -107,6 +134,14 @@ def detect_layout(obj):
     raise ValueError(f'unrecognised checkpoint layout with top-level keys {sorted(obj)[:8]}')
 
 
+def is_torchscript_archive(path):
+    """True when ``path`` is a TorchScript zip archive (it holds a ``code/`` folder), not a pickled checkpoint."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split('/')[1:2] == ['code'] for name in archive.namelist())
+
+
 def load_state_dict(path, param_key='params', map_location='cpu', root=None):
     """Load the weights of any supported checkpoint file as a flat state dict.
 
@@ -125,6 +160,9 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
         from safetensors.torch import load_file
 
         return load_file(str(path), device=str(map_location)), 'flat'
+    if is_torchscript_archive(path):
+        state_dict = torch.jit.load(str(path), map_location=map_location).state_dict()
+        return {key: value for key, value in state_dict.items() if key not in TORCHSCRIPT_EXTRA_KEYS}, 'torchscript'
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle of arbitrary objects, truncated file, not a torch file

@@ -178,6 +178,19 @@ class MultiDegradationPairedDataset(data.Dataset):
             counts[pair.degradation] = counts.get(pair.degradation, 0) + 1
         return {label: count / len(self.pairs) for label, count in sorted(counts.items())}
 
+    def item_labels(self, index):
+        """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without reading its images.
+
+        Raises:
+            ValueError: With ``balance: degradation`` (items are then drawn at random, not indexed).
+        """
+        if self.balanced is not None:
+            raise ValueError(f'dataset {self.settings.name}: with balance: degradation an item is a random draw; '
+                             'item labels need balance: none')
+        pair = self.pairs[index % len(self.pairs)]
+        return {'lq_path': pair.lq_path, 'gt_path': pair.gt_path, 'degradation': pair.degradation,
+                'dataset': pair.dataset}
+
     def _read_pair(self, pair):
         lq = self.reader.read(pair.lq_path)
         gt = self.reader.read(pair.gt_path) if pair.gt_path is not None else None

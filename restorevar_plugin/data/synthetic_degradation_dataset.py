@@ -141,13 +141,14 @@ class SyntheticDegradationDataset(data.Dataset):
             clean = center_crop(clean, self.size)
         clean = np.ascontiguousarray(clean)
         degraded = degrade(clean, degradation, rng)
+        return dict(self.item_labels(index), lq=img2tensor(degraded, bgr2rgb=False, float32=True),
+                    gt=img2tensor(clean, bgr2rgb=False, float32=True))
+
+    def item_labels(self, index):
+        """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without making its images."""
+        source_index, degradation_index = divmod(index, len(self.degradations))
+        degradation = self.degradations[degradation_index]
         gt_path = self.sources[source_index][0]
         stem = os.path.splitext(os.path.basename(gt_path))[0]
-        return {
-            'lq': img2tensor(degraded, bgr2rgb=False, float32=True),
-            'gt': img2tensor(clean, bgr2rgb=False, float32=True),
-            'lq_path': f'{os.path.dirname(gt_path)}/{stem}_{degradation}_{index:04d}.png',
-            'gt_path': gt_path,
-            'degradation': degradation,
-            'dataset': self.label,
-        }
+        return {'lq_path': f'{os.path.dirname(gt_path)}/{stem}_{degradation}_{index:04d}.png', 'gt_path': gt_path,
+                'degradation': degradation, 'dataset': self.label}

@@ -56,6 +56,28 @@ def resize_shorter_side(image, target):
     return lanczos_resize(image, int(target * height / width), target)
 
 
+def clip_geometry(image, size):
+    """CLIP's geometric preprocessing as ``clip.load``'s ``preprocess`` runs it on an 8-bit image.
+
+    The image is rounded to 8 bit, its shorter side resized to ``size`` with Pillow's bicubic filter (the
+    longer side truncated, as torchvision's ``Resize``), then centre-cropped to ``size`` x ``size``
+    (torchvision's ``CenterCrop`` rounding).
+
+    Args:
+        image (np.ndarray): ``(H, W, 3)`` float32 RGB in [0, 1].
+        size (int): CLIP's input side (224 for ViT-B/32).
+
+    Returns:
+        np.ndarray: ``(size, size, 3)`` float32 in [0, 1].
+    """
+    height, width = image.shape[:2]
+    new_h, new_w = (size, int(size * width / height)) if height <= width else (int(size * height / width), size)
+    pil = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    resized = np.asarray(pil.resize((new_w, new_h), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return np.ascontiguousarray(resized[top:top + size, left:left + size])
+
+
 def random_crop(images, size, rng):
     """The same random ``size`` x ``size`` window of every image in ``images`` (all of one size).
 

@@ -25,11 +25,16 @@ class RestorationModel(PluginBaseModel, SRModel):
                                                 self.opt['train']['optim_g'])
         self.optimizers.append(self.optimizer_g)
 
+    def net_inputs(self, net, lq):
+        """The positional inputs of ``net`` for the (padded) images ``lq``; models whose network takes more
+        than the degraded image (AWRaCLe's context pair) override this."""
+        return (lq, )
+
     def optimize_parameters(self, current_iter):
         """One step: forward under autocast, pixel (+ perceptual) loss, clipped (scaled) step, EMA."""
         self.optimizer_g.zero_grad(set_to_none=True)
         with self.autocast():
-            self.output = self.net_g(self.lq)
+            self.output = self.net_g(*self.net_inputs(self.net_g, self.lq))
         output = self.output.float()
         loss_dict = OrderedDict()
         l_total = 0
@@ -57,5 +62,5 @@ class RestorationModel(PluginBaseModel, SRModel):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = net(lq)[..., :height, :width]
+            self.output = net(*self.net_inputs(net, lq))[..., :height, :width]
         net.train(was_training)
