@@ -20,7 +20,18 @@ OFFICIAL_PARAMETERS = {
     'MultiScaleVQVAE': 108_948_355,
     'RestoreVARTransformer': 273_986_097,
     'LatentRefinerTransformer': 22_967_616,
+    'PromptIR': 35_592_263,
+    'AWRaCLe': 186_463_001,
 }
+BASELINE_FILES = ('promptir_aior5_train.yml', 'awracle_aior5_train.yml', 'promptir_official_train.yml',
+                  'awracle_official_train.yml', 'promptir_test.yml', 'awracle_test.yml')
+
+
+def paired_blocks(dataset_opt):
+    """Every MultiDegradationPairedDataset block in a dataset entry, nested ones (query, context, parts) included."""
+    blocks = [dataset_opt] if dataset_opt.get('type') == 'MultiDegradationPairedDataset' else []
+    nested = [dataset_opt.get('query'), dataset_opt.get('context'), *dataset_opt.get('parts', [])]
+    return blocks + [block for inner in nested if inner for block in paired_blocks(inner)]
 
 
 def ids(paths):
@@ -32,7 +43,9 @@ def test_the_option_files_exist():
     assert {'restorevar_stage1.yml', 'restorevar_stage2.yml', 'restorevar_stage3.yml', 'restorevar_test.yml'} <= names
     demo_names = {path.name for path in DEMO}
     assert {'restorevar_tokenizer.yml', 'restorevar_stage1.yml', 'restorevar_stage2.yml', 'restorevar_stage3.yml',
-            'restorevar_test.yml'} <= demo_names
+            'restorevar_test.yml', 'promptir_train.yml', 'promptir_test.yml', 'awracle_train.yml',
+            'awracle_test.yml'} <= demo_names
+    assert set(BASELINE_FILES) <= {path.name for path in FULL_SIZE if path.parent.name == 'baselines'}
 
 
 @pytest.mark.parametrize('path', OPTION_FILES, ids=ids(OPTION_FILES))
@@ -59,8 +72,9 @@ def test_full_size_networks_build_on_meta_with_official_sizes(path):
         if expected is not None:
             assert count == expected, f'{path.name} {key}: {count:,} parameters'
     for key, dataset_opt in opt['datasets'].items():
-        if dataset_opt['type'] == 'MultiDegradationPairedDataset':
-            settings = paired_dataset_settings(dict(dataset_opt, phase=key.split('_')[0]))
+        for block in paired_blocks(dataset_opt):
+            settings = paired_dataset_settings({name: value for name, value in dict(block, phase=key.split('_')[0]).items()
+                                                if name != 'repeat'})
             assert settings.metas
 
 
@@ -79,6 +93,30 @@ def test_paper_recipe_numbers():
         assert (train['total_epochs'], train['scheduler']['warmup_epochs']) == (50, 1)
         assert 'total_iter' not in train and 'total_iter' not in train['scheduler']
         assert stage['val']['val_freq_epochs'] == stage['logger']['save_checkpoint_freq_epochs'] == 1
+
+
+def test_baseline_recipe_numbers():
+    baselines = REPO / 'options' / 'baselines'
+    for name, batch, gpus, items in (('promptir_aior5_train.yml', 8, 4, 138_435),
+                                     ('promptir_official_train.yml', 8, 4, 3 * 3 * 5_144 + 120 * 200 + 72_135),
+                                     ('awracle_aior5_train.yml', 4, 2, 138_435),
+                                     ('awracle_official_train.yml', 4, 2, 100_000)):
+        opt = load_option_file(baselines / name)
+        train = opt['train']
+        assert (train['optim_g']['type'], train['optim_g']['lr'], train['pixel_opt']['type']) == ('AdamW', 2e-4, 'L1Loss')
+        assert opt['datasets']['train']['batch_size_per_gpu'] == batch
+        per_epoch = items // (batch * gpus)
+        assert train['total_iter'] == 120 * per_epoch, name
+        assert (train['scheduler']['warmup_iter'], train['scheduler']['max_iter']) == (15 * per_epoch, 150 * per_epoch)
+    official = load_option_file(baselines / 'awracle_official_train.yml')['datasets']['train']
+    assert official['match'] == ['degradation', 'dataset'] and len(official['query']['meta']) == 6
+    reference = load_option_file(REPO / 'options' / 'restorevar_test.yml')
+    for name in ('promptir_test.yml', 'awracle_test.yml'):
+        opt = load_option_file(baselines / name)
+        assert opt['val']['metrics'] == reference['val']['metrics']
+        queries = [entry.get('query', entry) for entry in opt['datasets'].values()]
+        assert [(q['meta'], q['transform']) for q in queries] == [(entry['meta'], entry['transform'])
+                                                                  for entry in reference['datasets'].values()]
 
 
 @pytest.mark.parametrize('path', DEMO, ids=ids(DEMO))

@@ -11,13 +11,17 @@ image side, so 32-px test crops and 512-px images look alike.
 * ``snow``: two layers of Gaussian flakes (many small, few large) over a light veil.
 * ``low_light``: ``gain * J ** gamma``, then Poisson shot noise and Gaussian read noise.
 * ``blur``: a random camera-shake trajectory (random walk with inertia) rasterised into a kernel.
+* ``noise15``, ``noise25``, ``noise50``: additive white Gaussian noise of that sigma (on the 0-255 scale),
+  clipped and truncated to 8 bit, as PromptIR's denoising data (``utils/degradation_utils.py``).
 * mixes: names joined by ``+`` (``'haze+rain'``, ``'low_light+blur'``), applied in the physical order
   of :data:`APPLY_ORDER` (blur during exposure, then the weather, then the dark sensor's noise).
 """
+from functools import partial
+
 import cv2
 import numpy as np
 
-APPLY_ORDER = ('blur', 'haze', 'rain', 'snow', 'low_light')
+APPLY_ORDER = ('blur', 'haze', 'rain', 'snow', 'low_light', 'noise15', 'noise25', 'noise50')
 
 
 def _shorter_side(image):
@@ -142,12 +146,21 @@ def add_motion_blur(image, rng, length_range=(0.05, 0.12)):
     return np.clip(cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT), 0, 1).astype(np.float32)
 
 
+def add_gaussian_noise(image, rng, sigma):
+    """``clip(255 image + sigma N(0, 1), 0, 255)`` truncated to an integer, back in [0, 1] (PromptIR's noisy input)."""
+    noisy = np.clip(image * 255.0 + rng.standard_normal(image.shape) * sigma, 0, 255).astype(np.uint8)
+    return noisy.astype(np.float32) / 255.0
+
+
 DEGRADATIONS = {
     'haze': add_haze,
     'rain': add_rain,
     'snow': add_snow,
     'low_light': add_low_light,
     'blur': add_motion_blur,
+    'noise15': partial(add_gaussian_noise, sigma=15),
+    'noise25': partial(add_gaussian_noise, sigma=25),
+    'noise50': partial(add_gaussian_noise, sigma=50),
 }
 
 
