@@ -76,7 +76,8 @@ EXAMPLES = {
     **{f'awracle_{task}_train_{split}': examples for task, examples in (
         ('derain', [('input/1.jpg', 'target/1.jpg')]),
         ('dehaze', [('hazy/0025_0.8_0.04.jpg', 'clear/0025.jpg')]),
-        ('desnow', [('data2/beautiful_smile_00001.jpg', 'gt/beautiful_smile_00001.jpg')])) for split in ('low', 'high')},
+        ('desnow', [('data2/beautiful_smile_00001.jpg', 'gt/beautiful_smile_00001.jpg')]))
+       for split in ('low', 'high')},
 }
 for _size in 'sml':
     EXAMPLES[f'snow100k_{_size}_test'] = EXAMPLES['snow100k_train']

@@ -57,8 +57,9 @@ def test_intensity_splits_are_kept_with_match_on_dataset(tmp_path):
     metas = []
     for split in ('low', 'high'):
         write_paired_folders(tmp_path / split, count=3, size=40, seed=len(split))
+        pairing = {'rule': 'same_name', 'lq_dir': 'lq', 'gt_dir': 'gt'}
         metas.append({'name': f'rain_{split}', 'dataset': f'rain-{split}', 'degradation': 'rain', 'split': 'train',
-                      'root': split, 'source': 'test', 'pairing': {'rule': 'same_name', 'lq_dir': 'lq', 'gt_dir': 'gt'}})
+                      'root': split, 'source': 'test', 'pairing': pairing})
     query = {'type': 'MultiDegradationPairedDataset', 'data_root': str(tmp_path), 'meta': metas,
              'transform': {'type': 'promptir', 'crop_size': 32}}
     dataset = InContextPairedDataset({'name': 'splits', 'phase': 'train', 'context_size': 24,

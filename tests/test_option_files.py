@@ -73,8 +73,8 @@ def test_full_size_networks_build_on_meta_with_official_sizes(path):
             assert count == expected, f'{path.name} {key}: {count:,} parameters'
     for key, dataset_opt in opt['datasets'].items():
         for block in paired_blocks(dataset_opt):
-            settings = paired_dataset_settings({name: value for name, value in dict(block, phase=key.split('_')[0]).items()
-                                                if name != 'repeat'})
+            block = {name: value for name, value in block.items() if name != 'repeat'}
+            settings = paired_dataset_settings(dict(block, phase=key.split('_')[0]))
             assert settings.metas
 
 
@@ -103,7 +103,8 @@ def test_baseline_recipe_numbers():
                                      ('awracle_official_train.yml', 4, 2, 100_000)):
         opt = load_option_file(baselines / name)
         train = opt['train']
-        assert (train['optim_g']['type'], train['optim_g']['lr'], train['pixel_opt']['type']) == ('AdamW', 2e-4, 'L1Loss')
+        recipe = (train['optim_g']['type'], train['optim_g']['lr'], train['pixel_opt']['type'])
+        assert recipe == ('AdamW', 2e-4, 'L1Loss')
         assert opt['datasets']['train']['batch_size_per_gpu'] == batch
         per_epoch = items // (batch * gpus)
         assert train['total_iter'] == 120 * per_epoch, name

@@ -48,7 +48,8 @@ class ConcatenatedDataset(data.Dataset):
             block = copy.deepcopy(block)
             repeat = block.pop('repeat', 1)
             if not isinstance(repeat, int) or repeat <= 0 or 'type' not in block:
-                raise ValueError(f'{where}: parts[{index}] needs a type and a positive integer repeat; got {parts[index]}')
+                raise ValueError(f'{where}: parts[{index}] needs a type and a positive integer repeat; '
+                                 f'got {parts[index]}')
             part = DATASET_REGISTRY.get(block['type'])(dict(block, phase=opt.get('phase', 'train'),
                                                                name=f'{opt.get("name", "")}[{index}]'))
             total += len(part) * repeat
