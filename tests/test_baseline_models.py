@@ -119,6 +119,12 @@ def test_fixed_context_pair_and_cached_clip_tokens(tmp_path):
     model.test()
     expected = model.net_g(lq, model.fixed_context['lq'], model.fixed_context['gt'])
     assert torch.allclose(model.output, expected, atol=1e-6) and torch.allclose(outputs[0], expected, atol=1e-6)
+    context_lq, context_gt = torch.rand(2, 3, 50, 40), torch.rand(2, 3, 50, 40)
+    model.cache_context = True
+    model.feed_data({'lq': lq, 'context_lq': context_lq, 'context_gt': context_gt})  # pairs without paths: no cache
+    model.test()
+    assert len(model.context_cache) == 1
+    assert torch.allclose(model.output, model.net_g(lq, context_lq, context_gt), atol=1e-6)
     with pytest.raises(ValueError, match='val.context'):
         model.fixed_context = None
         model.feed_data({'lq': lq})

@@ -27,7 +27,13 @@ from restorevar_plugin.models.restoration_model import RestorationModel
 
 @MODEL_REGISTRY.register()
 class AWRaCLeModel(RestorationModel):
-    """In-context restoration: ``net_g(lq, context_lq, context_gt)``, images ``(B, 3, H, W)`` in [0, 1]."""
+    """In-context restoration: ``net_g(lq, context_lq, context_gt)``, images ``(B, 3, H, W)`` in [0, 1].
+
+    ``feed_data`` reads ``context_lq`` / ``context_gt`` (``(B, 3, h, w)`` in [0, 1], any size) and, when
+    present, ``context_lq_path`` / ``context_gt_path`` (used as the cache key of CLIP's tokens).
+    """
+
+    requires_context = True
 
     def __init__(self, opt):
         super().__init__(opt)
@@ -62,7 +68,8 @@ class AWRaCLeModel(RestorationModel):
         if 'context_lq' in data:
             self.context_lq = data['context_lq'].to(self.device)
             self.context_gt = data['context_gt'].to(self.device)
-            self.context_paths = list(zip(data['context_lq_path'], data['context_gt_path']))
+            paths = (data.get('context_lq_path'), data.get('context_gt_path'))
+            self.context_paths = list(zip(*paths)) if None not in paths else None
         elif self.fixed_context is not None:
             self.context_lq, self.context_gt = self.fixed_context['lq'], self.fixed_context['gt']
             self.context_paths = [(self.fixed_context['lq_path'], self.fixed_context['gt_path'])]
@@ -72,8 +79,8 @@ class AWRaCLeModel(RestorationModel):
 
     def net_inputs(self, net, lq):
         """``(lq, context_lq, context_gt)``; with ``val.cache_context_features`` outside training, the cached
-        CLIP tokens of each context pair instead of the images."""
-        if not self.cache_context or net.training:
+        CLIP tokens of each context pair (known by its file paths) instead of the images."""
+        if not self.cache_context or net.training or self.context_paths is None:
             return lq, self.context_lq, self.context_gt
         bare = self.get_bare_model(net)
         tokens = []
