@@ -130,6 +130,8 @@ def test_awracle_equals_the_official_forward():
     assert tokens.shape == (5, 4, 64) and torch.allclose(tokens, reference_tokens, atol=1e-5)
     with torch.no_grad():
         assert torch.allclose(net(image, context_tokens=tokens), ours, atol=1e-6)
+        assert torch.allclose(net(image, context_gt, context_lq), ours, atol=1e-5)  # order-blind, as officially
+        assert (net(image, torch.rand(2, 3, 32, 32), context_gt) - ours).abs().max() > 1e-2
         one_pair = net(image, context_lq[:1], context_gt[:1])
         both_with_first = net(image, context_lq[:1].expand(2, -1, -1, -1), context_gt[:1].expand(2, -1, -1, -1))
     assert torch.allclose(one_pair, both_with_first, atol=1e-6)

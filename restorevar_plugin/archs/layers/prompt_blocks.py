@@ -89,6 +89,10 @@ class InContextBlock(nn.Module):
     3. :class:`ContextCrossAttention` (``fusion``) from the pixels to the mixed tokens, then
        ``GELU(conv3x3)``.
 
+    Nothing marks which half of the tokens is the degraded context (no position or type embedding after
+    the concatenation), so, as in the official block, swapping the degraded and clean images of the pair
+    leaves the prompt unchanged.
+
     Args:
         prompt_dim (int): Prompt channels P.
         lin_dim (int): Channels of the feature map it reads.
