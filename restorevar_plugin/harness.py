@@ -41,6 +41,8 @@ from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_sched
 from restorevar_plugin.registry_utils import require_registered
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
+# Dataset options holding whole dataset blocks (InContextPairedDataset's query / context, ConcatenatedDataset's parts).
+NESTED_DATASET_KEYS = ('query', 'context', 'parts')
 
 
 class OptionError(ValueError):
@@ -89,12 +91,22 @@ def _is_path_key(key):
     return key.startswith('dataroot') or key.endswith(PATH_SUFFIXES)
 
 
+def _resolve_dataset_paths(dataset_opt, root):
+    """Resolve the path keys of a dataset block and of the dataset blocks nested in it (:data:`NESTED_DATASET_KEYS`)."""
+    for key, value in dataset_opt.items():
+        if _is_path_key(key):
+            dataset_opt[key] = _resolve(value, root)
+        elif key in NESTED_DATASET_KEYS:
+            for block in (value if isinstance(value, list) else [value]):
+                if isinstance(block, dict):
+                    _resolve_dataset_paths(block, root)
+
+
 def resolve_option_paths(opt, root):
-    """Make dataset paths, ``path.pretrain_*`` and ``path.resume_state`` absolute against ``root`` (in place)."""
+    """Make dataset paths (nested dataset blocks included), ``path.pretrain_*`` and ``path.resume_state``
+    absolute against ``root`` (in place)."""
     for dataset_opt in (opt.get('datasets') or {}).values():
-        for key, value in dataset_opt.items():
-            if _is_path_key(key):
-                dataset_opt[key] = _resolve(value, root)
+        _resolve_dataset_paths(dataset_opt, root)
     for key, value in (opt.get('path') or {}).items():
         if key.startswith('pretrain_') or key == 'resume_state':
             opt['path'][key] = _resolve(value, root)

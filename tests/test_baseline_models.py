@@ -14,6 +14,7 @@ from conftest import REPO, run_cli, write_options, write_paired_folders
 from restorevar_plugin.data.in_context_dataset import InContextPairedDataset
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.data.transforms import clip_geometry
+from restorevar_plugin.harness import resolve_option_paths
 from test_restorevar_model import load_option_file
 
 DEMO = REPO / 'options' / 'demo'
@@ -178,3 +179,18 @@ def test_tiny_baseline_trains_with_falling_loss_then_tests(method, tmp_path):
     images = sorted((tmp_path / 'results' / test['name'] / 'visualization' / 'synthetic_val').glob('*.png'))
     assert len(images) == 10
     assert '# psnr:' in result.stdout + result.stderr
+
+
+def test_nested_dataset_blocks_resolve_against_the_root(tmp_path):
+    inline_meta = {'name': 'm', 'pairing': {'rule': 'same_name', 'lq_dir': 'lq', 'gt_dir': 'gt'}}
+    opt = {'datasets': {
+        'train': {'type': 'InContextPairedDataset', 'query': {'data_root': 'data/a', 'meta': [inline_meta]},
+                  'context': {'type': 'ConcatenatedDataset',
+                              'parts': [{'clean_folder': 'clean'}, {'data_root': '/abs'}]}},
+    }}
+    resolve_option_paths(opt, tmp_path)
+    train = opt['datasets']['train']
+    assert train['query']['data_root'] == str(tmp_path / 'data/a')
+    assert train['query']['meta'][0]['pairing']['lq_dir'] == 'lq'  # relative to the meta's root, left alone
+    assert [part.get('clean_folder', part.get('data_root')) for part in train['context']['parts']] == [
+        str(tmp_path / 'clean'), '/abs']

@@ -9,13 +9,15 @@ query, random in training, seeded at test time), or, at test time, one fixed pai
       pretrain_network_g: pretrained/best.ckpt      # AWRaCLe's checkpoint holds CLIP's weights (net.clip.*)
       pretrain_network_clip: ~                       # or CLIP alone, e.g. OpenAI's ViT-B-32.pt, for training
     val:
-      context: {lq: ctx/rain_input.png, gt: ctx/rain_target.png}   # optional fixed pair for every image
+      context: {lq: ctx/rain_input.png, gt: ctx/rain_target.png}   # optional fixed pair (relative to the root)
       cache_context_features: true                  # reuse CLIP tokens of pairs already seen (test only)
 
 The fixed pair serves batches that carry no pair of their own (a plain test dataset such as
 ``MultiDegradationPairedDataset``); it gets CLIP's geometry with Pillow as the dataset does
 (:func:`~restorevar_plugin.data.transforms.clip_geometry`). Training batches must carry their pairs.
 """
+from pathlib import Path
+
 import torch
 from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -57,7 +59,10 @@ class AWRaCLeModel(RestorationModel):
             raise ValueError(f'val.context must be a mapping {{lq: path, gt: path}}; got {spec!r}')
         reader = ImageReader()
         size = self.get_bare_model(self.net_g).clip_resolution
-        images = {key: img2tensor(clip_geometry(reader.read(spec[key]), size), bgr2rgb=False, float32=True)
+        root = Path(self.opt.get('root_path') or '.')
+        paths = {key: Path(spec[key]).expanduser() for key in ('lq', 'gt')}
+        paths = {key: str(path if path.is_absolute() else root / path) for key, path in paths.items()}
+        images = {key: img2tensor(clip_geometry(reader.read(paths[key]), size), bgr2rgb=False, float32=True)
                   for key in ('lq', 'gt')}
         return {'lq': images['lq'][None].to(self.device), 'gt': images['gt'][None].to(self.device),
                 'lq_path': spec['lq'], 'gt_path': spec['gt']}
