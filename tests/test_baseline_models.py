@@ -1,5 +1,7 @@
 """PromptIR through RestorationModel and AWRaCLe through AWRaCLeModel: context pairs, seeded test choice,
 fixed pairs and the CLIP token cache, CLIP weight files, and `basicsr train` / `basicsr test` of the demos."""
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,9 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from conftest import REPO, run_cli, write_options, write_paired_folders
+from dataset_trees import build_meta_tree
+from restorevar_plugin.commands import check_data
+from restorevar_plugin.data.dataset_meta import load_dataset_meta
 from restorevar_plugin.data.in_context_dataset import InContextPairedDataset
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.data.transforms import clip_geometry
@@ -194,3 +199,19 @@ def test_nested_dataset_blocks_resolve_against_the_root(tmp_path):
     assert train['query']['meta'][0]['pairing']['lq_dir'] == 'lq'  # relative to the meta's root, left alone
     assert [part.get('clean_folder', part.get('data_root')) for part in train['context']['parts']] == [
         str(tmp_path / 'clean'), '/abs']
+
+
+def test_check_data_reads_the_nested_dataset_blocks(tmp_path, capsys):
+    build_meta_tree(load_dataset_meta('lolv1_test'), str(tmp_path / 'data'))
+    paired = {'type': 'MultiDegradationPairedDataset', 'data_root': 'data', 'meta': ['lolv1_test']}
+    options = {'name': 'x', 'datasets': {
+        'train': {'type': 'InContextPairedDataset', 'query': paired,
+                  'context': {'type': 'ConcatenatedDataset', 'parts': [dict(paired, repeat=2)]}}}}
+    opt_file = write_options(tmp_path / 'opt.yml', options)
+    parser = argparse.ArgumentParser()
+    check_data.add_arguments(parser)
+    code = check_data.run(parser.parse_args(['-opt', str(opt_file), '--root', str(tmp_path)]))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f'datasets.train.query (MultiDegradationPairedDataset)  data_root={tmp_path / "data"}' in out
+    assert 'datasets.train.context.parts[0] (MultiDegradationPairedDataset)' in out

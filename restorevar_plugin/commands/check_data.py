@@ -237,6 +237,27 @@ def _duplicate_lines(checks, show):
     return ['across entries:'] + _listing('degraded files used by more than one entry/meta (overlap)', shared, show)
 
 
+def _dataset_blocks(datasets):
+    """``[(label, block, measured)]``: every dataset entry, and the dataset blocks nested in wrappers (an
+    ``InContextPairedDataset``'s ``query`` and ``context``, a ``ConcatenatedDataset``'s ``parts``). ``measured``:
+    the images are scored by ``val.metrics`` (val/test entries, not their context pools)."""
+    blocks = []
+
+    def visit(label, block, phase, measured):
+        block = {key: value for key, value in block.items() if key != 'repeat'}
+        blocks.append((f'{label} ({block.get("type")})', dict(block, phase=phase), measured))
+        for key in ('query', 'context'):
+            if isinstance(block.get(key), dict):
+                visit(f'{label}.{key}', block[key], phase, measured and key == 'query')
+        for index, part in enumerate(block.get('parts') or []):
+            visit(f'{label}.parts[{index}]', part, phase, measured)
+
+    for key in sorted(datasets):
+        phase = key.split('_')[0]
+        visit(f'datasets.{key}', datasets[key], phase, phase in ('val', 'test'))
+    return blocks
+
+
 def _entries_from_options(args):
     """``[(label, settings, note, requirement)]`` for the dataset entries of ``-opt`` (settings None: nothing to
     read; requirement: the strictest image size ``val.metrics`` need, for val/test entries, else None).
@@ -252,10 +273,8 @@ def _entries_from_options(args):
     resolve_option_paths(opt, args.root or os.getcwd())
     requirement = strictest_requirement((opt.get('val') or {}).get('metrics'))
     entries = []
-    for key in sorted(opt['datasets']):
-        dataset_opt = dict(opt['datasets'][key], phase=key.split('_')[0])
-        measured = requirement if dataset_opt['phase'] in ('val', 'test') else None
-        label = f'datasets.{key} ({dataset_opt.get("type")})'
+    for label, dataset_opt, scored in _dataset_blocks(opt['datasets']):
+        measured = requirement if scored else None
         if dataset_opt.get('type') == PAIRED_TYPE:
             if args.meta_dir:
                 dataset_opt['meta_dirs'] = list(args.meta_dir) + list(dataset_opt.get('meta_dirs') or [])
