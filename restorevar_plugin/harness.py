@@ -38,6 +38,7 @@ from basicsr.utils import check_resume, scandir
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
+from restorevar_plugin.evaluation import resolve_metrics
 from restorevar_plugin.registry_utils import require_registered
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
@@ -123,8 +124,14 @@ def check_registry_names(opt):
     for key, value in (opt.get('train') or {}).items():
         if key.endswith('_opt') and isinstance(value, dict) and 'type' in value:
             require_registered('loss', value['type'], f'train.{key}.type')
-    for label, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
-        require_registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
+    val_opt = opt.get('val') or {}
+    try:
+        resolve_metrics(val_opt)
+    except ValueError as error:
+        raise OptionError(str(error)) from error
+    for label, metric_opt in (val_opt.get('metrics') or {}).items():
+        if metric_opt is not None:
+            require_registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
 
 
 def check_batched_evaluation(opt):

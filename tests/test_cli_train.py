@@ -77,11 +77,12 @@ def test_root_option_resolves_relative_paths(tmp_path, toy_root):
 
 def test_batched_evaluation_is_refused_for_models_that_read_one_image(tmp_path, toy_root):
     options = tiny_restoration_options('batched')
+    options['model_type'] = 'SRModel'  # BasicSR's own model reads the first image of a validation batch only
     options['datasets']['val']['batch_size_per_gpu'] = 4
     option_file = write_options(tmp_path / 'batched.yml', options)
     result = run_cli(['train', '-opt', str(option_file)], cwd=toy_root)
     assert result.returncode == 2
-    assert 'basicsr train: error: datasets.val.batch_size_per_gpu: RestorationModel validates one image at a time' \
+    assert 'basicsr train: error: datasets.val.batch_size_per_gpu: SRModel validates one image at a time' \
         in result.stderr
     assert not (toy_root / 'experiments' / 'batched').exists()
 
@@ -98,7 +99,7 @@ def test_test_command_writes_results(tmp_path, toy_root):
     result = run_cli(['test', '-opt', str(test_file)], cwd=toy_root)
     assert result.returncode == 0, result.stderr[-3000:]
     images = sorted((toy_root / 'results' / 'toy_test' / 'visualization' / 'toy_val').glob('*.png'))
-    assert len(images) == 6
+    assert len(images) == 12 and len([path for path in images if path.stem.endswith('_grid')]) == 6
     assert '# psnr:' in result.stdout + result.stderr
 
 

@@ -6,7 +6,13 @@ and a border crop. :data:`PROTOCOLS` names each one; :meth:`EvaluationProtocol.d
 line to print under a table and :meth:`EvaluationProtocol.metric_options` the BasicSR ``val.metrics``
 entries that implement it. :data:`METRICS` carries each metric's direction (``lower_better``), which
 also gives BasicSR's ``better:`` value.
+
+A protocol's full-reference metrics are measured on images with a GT and its no-reference metrics on
+images without one, as RestoreVAR reports them (Table 1: PSNR / SSIM / LPIPS on the paired test sets;
+Table 2: MUSIQ / CLIPIQA on the sets without GT). Option files name a protocol with ``val.protocol``
+(:func:`get_protocol`); ``val.metrics`` changes it (:func:`restorevar_plugin.evaluation.resolve_metrics`).
 """
+import difflib
 from dataclasses import dataclass
 
 
@@ -57,6 +63,7 @@ class EvaluationProtocol:
         lpips (str): LPIPS variant and input range, or ``'not reported'``.
         image_format (str): How restored images are stored (matters for metrics computed from files).
         metrics (dict): Metric key (of :data:`METRICS`) -> BasicSR metric function and its options.
+        changes (str): How the option file changed the metrics (``val.metrics``), empty when it did not.
     """
 
     name: str
@@ -70,16 +77,24 @@ class EvaluationProtocol:
     lpips: str
     image_format: str
     metrics: dict
+    changes: str = ''
 
     def describe(self):
         """One line to print under a results table."""
-        return (f'Protocol {self.name} ({self.source}): {self.library}; {self.colour_space}, {self.value_range}; '
+        line = (f'Protocol {self.name} ({self.source}): {self.library}; {self.colour_space}, {self.value_range}; '
                 f'resize: {self.resize}; crop: {self.crop}; SSIM: {self.ssim_window}; LPIPS: {self.lpips}; '
-                f'images: {self.image_format}.')
+                f'images: {self.image_format}; metrics: {", ".join(self.metrics) or "none"}.')
+        return f'{line} Changed by val.metrics: {self.changes}.' if self.changes else line
 
-    def metric_options(self):
-        """BasicSR ``val.metrics`` entries for this protocol, each with ``better`` from :data:`METRICS`."""
-        return {key: {**options, 'better': METRICS[key].better} for key, options in self.metrics.items()}
+    def metric_options(self, has_gt=None):
+        """BasicSR ``val.metrics`` entries for this protocol, each with ``better`` from :data:`METRICS`.
+
+        Args:
+            has_gt (bool | None): True: the full-reference metrics (measured on images with a GT); False:
+                the no-reference ones (images without GT); None: all.
+        """
+        return {key: {**options, 'better': METRICS[key].better} for key, options in self.metrics.items()
+                if has_gt is None or METRICS[key].needs_reference == has_gt}
 
 
 RESTOREVAR_PAPER = EvaluationProtocol(
@@ -103,7 +118,7 @@ RESTOREVAR_PAPER = EvaluationProtocol(
 )
 
 PROMPTIR_NATIVE = EvaluationProtocol(
-    name='promptir_native',
+    name='promptir',
     source='PromptIR test.py / utils/val_utils.py (also AWRaCLe test)',
     resize='none (full resolution)',
     crop='input and GT centre-cropped to a multiple of 16 before restoration (crop_img base 16), no border crop',
@@ -141,6 +156,19 @@ PROTOCOLS = {protocol.name: protocol for protocol in (RESTOREVAR_PAPER, PROMPTIR
 NO_REFERENCE_METRIC_TYPES = frozenset(
     {options['type'] for protocol in PROTOCOLS.values() for key, options in protocol.metrics.items()
      if not METRICS[key].needs_reference} | {'calculate_niqe'})
+
+
+def get_protocol(name):
+    """The protocol called ``name`` (``val.protocol``).
+
+    Raises:
+        ValueError: unknown name; the message lists the known ones and the closest.
+    """
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    close = difflib.get_close_matches(str(name), PROTOCOLS, n=1)
+    hint = f' Did you mean {close[0]}?' if close else ''
+    raise ValueError(f'val.protocol: unknown protocol {name!r}; known: {", ".join(PROTOCOLS)}.{hint}')
 
 
 def needs_reference(metric_type):

@@ -4,6 +4,8 @@ BasicSR's ``SRModel`` (losses ``pixel_opt`` / ``perceptual_opt``, EMA, validatio
 on top of :class:`PluginBaseModel` (AdamW with parameter groups, our schedulers, AMP on GPU, gradient
 clipping, atomic checkpoints). At test time inputs are reflect-padded to a multiple of
 ``val.size_multiple`` (for archs with down-sampling or windows) and the output is cropped back.
+Validation and testing run :func:`restorevar_plugin.evaluation.validate` (batched, sharded across
+ranks, per-image tables under a named protocol), as for every model of the package.
 """
 from collections import OrderedDict
 
@@ -12,12 +14,15 @@ import torch.nn.functional as F
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 
 
 @MODEL_REGISTRY.register()
 class RestorationModel(PluginBaseModel, SRModel):
     """Supervised restoration model: ``net_g(lq) -> result``, images ``(B, 3, H, W)`` in [0, 1]."""
+
+    supports_batched_validation = True
 
     def setup_optimizers(self):
         """``train.optim_g`` over the trainable parameters of ``net_g``."""
@@ -54,7 +59,7 @@ class RestorationModel(PluginBaseModel, SRModel):
 
     def test(self):
         """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``."""
-        net = getattr(self, 'net_g_ema', None) or self.net_g
+        net = getattr(self, 'net_g_ema', None) or self.get_bare_model(self.net_g)
         multiple = (self.opt.get('val') or {}).get('size_multiple', 1)
         height, width = self.lq.shape[-2:]
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
@@ -64,3 +69,11 @@ class RestorationModel(PluginBaseModel, SRModel):
         with torch.no_grad():
             self.output = net(*self.net_inputs(net, lq))[..., :height, :width]
         net.train(was_training)
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Every rank restores its share of the dataset (see :func:`restorevar_plugin.evaluation.validate`)."""
+        validate(self, dataloader, current_iter, tb_logger, save_img)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Evaluate ``dataloader`` through :func:`restorevar_plugin.evaluation.validate`."""
+        validate(self, dataloader, current_iter, tb_logger, save_img)

@@ -21,77 +21,28 @@ ablation). ``pretrain_network_<x>`` is applied last, so resuming overrides the i
 other network is frozen in eval mode. Testing always runs the whole pipeline (:meth:`restore`).
 """
 import contextlib
-import csv
-import io
-import os
-import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from copy import deepcopy
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
-from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from einops import rearrange
-from tqdm import tqdm
 
-from restorevar_plugin.metrics.protocols import needs_reference
+from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
 from restorevar_plugin.official_checkpoints import load_official_restorevar
 
 NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), ('net_refiner', 'network_refiner'),
                         ('net_d', 'network_d')])
-TIMED_STEPS = ('encoder', 'generation', 'refiner', 'decoder')
 
 
 def _untimed(name):
     """Stand-in for :meth:`StepTimer.measure` when nobody reads the timings (no CUDA synchronisation)."""
     return contextlib.nullcontext()
-
-
-def unique_image_name(path, used):
-    """The file stem of ``path``, prefixed with parent folders until it is not in ``used`` (then added).
-
-    GoPro, REVIDE and LOLBlur reuse frame names across sequence folders; this keeps their outputs apart.
-    """
-    parts = Path(path).with_suffix('').parts
-    for depth in range(1, len(parts) + 1):
-        name = '_'.join(parts[-depth:])
-        if name not in used:
-            used.add(name)
-            return name
-    raise ValueError(f'{path} appears twice in the same dataset')
-
-
-class StepTimer:
-    """Wall-clock seconds per named pipeline step, synchronising CUDA so that GPU time is counted."""
-
-    def __init__(self, device):
-        self.device = device
-        self.totals = defaultdict(float)
-        self.images = 0
-
-    @contextlib.contextmanager
-    def measure(self, name):
-        """Context manager adding the time of its body to ``name``."""
-        self.sync()
-        start = time.perf_counter()
-        yield
-        self.sync()
-        self.totals[name] += time.perf_counter() - start
-
-    def sync(self):
-        """Wait for queued CUDA work (no-op on CPU)."""
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-
-    def per_image_ms(self):
-        """``{step: milliseconds per image}`` over the images counted in ``images``."""
-        return {name: 1000 * total / max(self.images, 1) for name, total in self.totals.items()}
 
 
 @MODEL_REGISTRY.register()
@@ -323,100 +274,17 @@ class RestoreVARModel(PluginBaseModel):
 
     # --------------------------------------------------------------------------------------- validation
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """Validation runs on rank 0 only (the other ranks continue training)."""
-        if self.opt['rank'] == 0:
-            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        """Every rank restores its share of the dataset (see :func:`restorevar_plugin.evaluation.validate`)."""
+        self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """Full-pipeline restoration of a dataset: BasicSR metrics, per-step timing, images and grids.
+        """Full-pipeline evaluation of a dataset through :func:`restorevar_plugin.evaluation.validate`.
 
-        Options under ``val``: ``metrics`` (BasicSR's), ``save_img`` (restored images), ``save_grid``
-        (``[input | output | GT]`` strips, default: as ``save_img``), ``use_refiner``, ``pbar``. In training,
-        an improvement of the first metric also saves the trained networks as ``<net>_best.pth``; in
-        testing, per-image metrics go to ``<results>/<dataset>_metrics.csv``.
+        ``val.use_refiner`` switches the refiner; in training, an improvement of the first metric also saves
+        the trained networks as ``<net>_best.pth``.
         """
-        dataset_name = dataloader.dataset.opt['name']
-        val_opt = self.opt['val']
-        metrics_opt = val_opt.get('metrics') or {}
-        save_grid = val_opt.get('save_grid', save_img)
-        if metrics_opt:
-            self._initialize_best_metric_results(dataset_name)
-        self.timer = StepTimer(self.device)
-        rows, used_names = [], set()
-        progress = tqdm(total=len(dataloader), unit='image', disable=not val_opt.get('pbar', False))
-        for val_data in dataloader:
-            self.feed_data(val_data)
-            self.test()
-            visuals = self.get_current_visuals()
-            for index, lq_path in enumerate(val_data['lq_path']):
-                name = unique_image_name(lq_path, used_names)
-                metric_data = {'img': tensor2img(visuals['result'][index])}
-                if 'gt' in visuals:
-                    metric_data['img2'] = tensor2img(visuals['gt'][index])
-                row = {'image': name}
-                for label, metric_opt in metrics_opt.items():
-                    if 'img2' in metric_data or not needs_reference(metric_opt['type']):
-                        row[label] = float(calculate_metric(metric_data, deepcopy(metric_opt)))
-                rows.append(row)
-                if save_img or save_grid:
-                    self._save_images(dataset_name, name, current_iter, visuals, index, metric_data['img'],
-                                      save_img, save_grid)
-            progress.update(len(val_data['lq_path']))
-        progress.close()
-        means = {}
-        for label in metrics_opt:
-            values = [row[label] for row in rows if label in row]
-            if values:
-                means[label] = sum(values) / len(values)
-        for label, value in means.items():
-            self._update_best_metric_result(dataset_name, label, value, current_iter)
-        self._log_validation(dataset_name, current_iter, means, tb_logger)
-        if self.is_train and means and self.stage is not None:
-            first = next(iter(means))
-            if self.best_metric_results[dataset_name][first]['iter'] == current_iter:
+        evaluation = validate(self, dataloader, current_iter, tb_logger, save_img)
+        if self.is_train and evaluation.means and self.stage is not None:
+            first = next(iter(evaluation.means))
+            if self.best_metric_results[evaluation.dataset][first]['iter'] == current_iter:
                 self.save(-1, current_iter, label_suffix='best')
-        if not self.is_train:
-            self._write_metrics_csv(dataset_name, rows, means)
-
-    def _save_images(self, dataset_name, name, current_iter, visuals, index, restored, save_img, save_grid):
-        root = Path(self.opt['path']['visualization'])
-        if self.is_train:
-            folder, stem = root / name, f'{name}_{current_iter}'
-        else:
-            folder, stem = root / dataset_name, f'{name}_{self.opt["val"].get("suffix") or self.opt["name"]}'
-        if save_img:
-            imwrite(restored, str(folder / f'{stem}.png'))
-        if save_grid:
-            panels = [visuals['lq'][index], visuals['result'][index]]
-            if 'gt' in visuals and visuals['gt'][index].shape == panels[0].shape:
-                panels.append(visuals['gt'][index])
-            imwrite(tensor2img(torch.cat(panels, dim=-1)), str(folder / f'{stem}_grid.png'))
-
-    def _log_validation(self, dataset_name, current_iter, means, tb_logger):
-        lines = [f'Validation {dataset_name}']
-        for label, value in means.items():
-            best = self.best_metric_results[dataset_name][label]
-            lines.append(f'\t # {label}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter')
-        timing = self.timer.per_image_ms()
-        lines.append('\t # time per image (ms): ' + ', '.join(f'{step} {timing[step]:.1f}'
-                                                           for step in TIMED_STEPS if step in timing))
-        get_root_logger().info('\n'.join(lines))
-        if tb_logger:
-            for label, value in means.items():
-                tb_logger.add_scalar(f'metrics/{dataset_name}/{label}', value, current_iter)
-            for step, value in timing.items():
-                tb_logger.add_scalar(f'time_ms/{dataset_name}/{step}', value, current_iter)
-
-    def _write_metrics_csv(self, dataset_name, rows, means):
-        """Per-image metrics plus a ``mean`` row, written whole (temporary file, then rename)."""
-        if not rows:
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=['image', *means])
-        writer.writeheader()
-        writer.writerows(rows)
-        writer.writerow({'image': 'mean', **means})
-        target = Path(self.opt['path']['results_root']) / f'{dataset_name}_metrics.csv'
-        tmp = target.with_suffix('.csv.tmp')
-        tmp.write_text(buffer.getvalue())
-        os.replace(tmp, target)
