@@ -31,7 +31,7 @@ from basicsr.utils.dist_util import get_dist_info
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from restorevar_plugin.evaluation.scoring import all_metric_labels, applicable_metrics, score_image
+from restorevar_plugin.evaluation.scoring import all_metric_labels, applicable_metrics, describe_error, score_image
 from restorevar_plugin.metrics.protocols import EvaluationProtocol
 
 
@@ -139,7 +139,7 @@ class EvaluationItems(Dataset):
         try:
             return index, self.dataset[index], None
         except Exception as error:  # noqa: BLE001  (reported and skipped by the loop)
-            return index, None, (item_path(self.dataset, index) or f'item {index}', f'{type(error).__name__}: {error}')
+            return index, None, (item_path(self.dataset, index) or f'item {index}', describe_error(error))
 
 
 def _layout(sample):
@@ -231,7 +231,7 @@ class _Evaluator:
             if self.options['strict']:
                 raise
             for index, name in zip(indices, names):
-                self.skip(index, name, f'restoration failed: {type(error).__name__}: {error}', dataset_name)
+                self.skip(index, name, f'restoration failed: {describe_error(error)}', dataset_name)
             return
         has_gt = 'gt' in batch
         metrics = applicable_metrics(self.protocol, self.extra, has_gt)

@@ -36,6 +36,12 @@ from restorevar_plugin.metrics.skimage_metric import NEUTRAL_OPTIONS, psnr_skima
 SETUP_ERRORS = (FileNotFoundError, ImportError)
 
 
+def describe_error(error):
+    """``'<ExceptionType>: <message>'`` (just the type when the message is empty), for logs and tables."""
+    message = str(error)
+    return f'{type(error).__name__}: {message}' if message else type(error).__name__
+
+
 def _psnr_float(pred, gt, **options):
     check_metric_options('calculate_psnr_skimage', options, NEUTRAL_OPTIONS)
     return psnr_skimage_tensor(pred, gt)
@@ -163,7 +169,7 @@ def score_image(metrics, result, gt, image_name, dataset_name=''):
         except SETUP_ERRORS:
             raise
         except Exception as error:  # noqa: BLE001  (any failure on this image makes the metric n/a here)
-            problem = f'{type(error).__name__}: {error}'
+            problem = describe_error(error)
         if problem is not None:
             get_root_logger().warning(f'{dataset_name} {image_name}: {label} is n/a ({problem})')
             value = None
