@@ -5,13 +5,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import tiny_restoration_options, write_paired_folders
+from conftest import REPO, run_cli, tiny_restoration_options, write_options, write_paired_folders
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.evaluation import (
     evaluate_dataset,
@@ -157,6 +158,13 @@ def test_unreadable_images_are_skipped_and_unscorable_ones_counted(faulty_root, 
         evaluate_dataset(model, DataLoader(dataset, batch_size=2), PROMPTIR, strict=True, progress=False)
 
 
+def test_a_set_where_nothing_can_be_read_stops(faulty_root):
+    dataset = paired_dataset(faulty_root)
+    del dataset.opt['scale']  # a configuration error: every item raises KeyError
+    with pytest.raises(RuntimeError, match=r"dataset toy: none of its 5 images could be read or restored.*KeyError"):
+        evaluate_dataset(restoration_model(), DataLoader(dataset, batch_size=2), PROMPTIR, progress=False)
+
+
 class SequenceFrames(Dataset):
     """Frames ``seq<k>/0001.png`` ... of several sequence folders (names repeat across folders), read with the
     package's reader; ``seq3/0001.png`` of the LQ side is not an image."""
@@ -227,3 +235,54 @@ def test_distributed_evaluation_is_sharded_and_gathers_the_single_process_rows(t
     items = sorted(path.relative_to(root).as_posix() for path in (root / 'lq').glob('*/*.png'))
     assert ranks[0]['restored'] == [item for item in items[0::2] if 'seq3' not in item]
     assert ranks[1]['restored'] == items[1::2]
+
+
+def restorevar_test_options():
+    """The demo test option file shrunk to 3 scales, random-init networks, on the toy folders in batches of 2."""
+    with open(REPO / 'options' / 'demo' / 'restorevar_test.yml', encoding='utf-8') as handle:
+        opt = yaml.safe_load(handle)
+    for key in ('network_vqvae', 'network_g'):
+        opt[key]['patch_nums'] = [1, 2, 4]
+    opt['network_refiner'].update(seq_len=16, seq_len_cond=21)
+    opt.update(path={}, scale=1)
+    return opt
+
+
+@pytest.mark.parametrize('model_type', ['RestoreVARModel', 'RestorationModel'])
+def test_basicsr_test_writes_the_same_tables_and_grids_for_every_model(tmp_path, toy_root, model_type):
+    if model_type == 'RestoreVARModel':
+        opt = restorevar_test_options()
+    else:
+        opt = tiny_restoration_options('toy')
+        del opt['train']
+        opt['path'] = {}
+    opt['name'] = f'eval_{model_type}'
+    opt['datasets'] = {'test_1': dict(tiny_restoration_options('toy')['datasets']['val'], batch_size_per_gpu=2)}
+    opt['val'] = {'protocol': 'promptir', 'save_img': True, 'save_grid': True, 'suffix': None}
+    result = run_cli(['test', '-opt', str(write_options(tmp_path / 'test.yml', opt))], cwd=toy_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    results = toy_root / 'results' / opt['name']
+
+    rows = read_metrics_csv(results / 'toy_val_metrics.csv')
+    assert list(rows[0]) == ['image', 'psnr', 'ssim', 'time_s']
+    assert sorted(row['image'] for row in rows[:-1]) == [f'{index:04d}' for index in range(6)]
+    assert rows[-1]['image'] == 'mean'
+    assert float(rows[-1]['psnr']) == pytest.approx(np.mean([float(row['psnr']) for row in rows[:-1]]), rel=1e-5)
+    csv_text = (results / 'toy_val_metrics.csv').read_text()
+    markdown = (results / 'toy_val_metrics.md').read_text()
+    assert markdown.startswith('## toy_val\n\n| images | skipped | PSNR (dB) ↑ | SSIM ↑ |\n|---|---|---|---|\n| 6 | 0 |')
+    steps = 'encoder' if model_type == 'RestoreVARModel' else 'network'
+    for text in (log, csv_text, markdown):
+        assert PROMPTIR.describe() in text
+        assert f'time per image (ms): {steps} ' in text
+    assert '# 6 images scored, 0 skipped\n' in csv_text
+
+    pictures = sorted((results / 'visualization' / 'toy_val').glob('*.png'))
+    assert [path.name for path in pictures] == sorted([f'{index:04d}_{opt["name"]}{kind}.png' for index in range(6)
+                                                       for kind in ('', '_grid')])
+    grid = cv2.imread(str(results / 'visualization' / 'toy_val' / f'0000_{opt["name"]}_grid.png'))
+    assert grid.shape == (48, 3 * 48, 3)
+    lq = cv2.imread(str(toy_root / 'data' / 'lq' / '0000.png'))
+    gt = cv2.imread(str(toy_root / 'data' / 'gt' / '0000.png'))
+    assert np.array_equal(grid[:, :48], lq) and np.array_equal(grid[:, 96:], gt)

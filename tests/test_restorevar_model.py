@@ -1,6 +1,5 @@
 """RestoreVARModel: each training stage learns, freezes what it must, saves what it trains, and the stages chain."""
 import copy
-import csv
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from basicsr.utils import tensor2img
 from basicsr.utils.options import ordered_yaml
 
 from conftest import REPO, run_cli, run_torchrun
+from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from test_restorevar_arch import fake_base_var_state
 
@@ -332,18 +332,17 @@ def test_demo_stages_chain_and_test_writes_images_and_metrics(tmp_path):
     images = sorted((results / 'visualization' / 'synthetic_val').glob('*.png'))
     assert len([p for p in images if p.stem.endswith('_grid')]) == 10
     assert len([p for p in images if not p.stem.endswith('_grid')]) == 10
-    with open(results / 'synthetic_val_metrics.csv', newline='') as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics_csv(results / 'synthetic_val_metrics.csv')
     assert len(rows) == 11 and rows[-1]['image'] == 'mean'
     psnrs = [float(row['psnr']) for row in rows[:-1]]
     assert float(rows[-1]['psnr']) == pytest.approx(sum(psnrs) / len(psnrs))
     assert 'time per image (ms): encoder' in result.stdout + result.stderr
+    assert (results / 'synthetic_val_metrics.md').is_file()
 
     batched = run_cli(['test', '-opt', str(DEMO / 'restorevar_test.yml'), '--force_yml',
                        'datasets:test_1:batch_size_per_gpu=4', 'name=demo_restorevar_test_batched'], cwd=root)
     assert batched.returncode == 0, batched.stderr[-4000:]
-    with open(root / 'results' / 'demo_restorevar_test_batched' / 'synthetic_val_metrics.csv', newline='') as handle:
-        batched_rows = list(csv.DictReader(handle))
+    batched_rows = read_metrics_csv(root / 'results' / 'demo_restorevar_test_batched' / 'synthetic_val_metrics.csv')
     assert [row['image'] for row in batched_rows] == [row['image'] for row in rows]
     for row, batched_row in zip(rows, batched_rows):
         assert float(batched_row['psnr']) == pytest.approx(float(row['psnr']), abs=1e-3)

@@ -5,7 +5,8 @@ It works with any BasicSR model (``feed_data`` / ``test`` / ``get_current_visual
 
 * **Robust reading**: the dataset is read through a wrapper that turns an item which raises into a
   "skipped" record (name and reason) instead of breaking the DataLoader; ``strict=True`` re-raises. A
-  batch whose restoration raises is skipped the same way.
+  batch whose restoration raises is skipped the same way. When no item at all succeeds, the evaluation
+  raises (that is a problem of the options or the model, not of single files).
 * **Batches**: the loader's batch size is kept; items of one batch that differ in shape (or in having a
   GT) are restored as consecutive sub-batches of equal shapes, so any dataset can be batched.
 * **Sharding**: under ``torch.distributed`` every rank evaluates the items ``rank, rank + world, ...``
@@ -312,7 +313,12 @@ def evaluate_dataset(model, dataloader, protocol, *, extra_metrics=None, save_di
     finally:
         bar.close()
         model.timer = None
-    return _collect(evaluator, dataset_name, world_size)
+    evaluation = _collect(evaluator, dataset_name, world_size)
+    if evaluation.skipped and not evaluation.rows:
+        raise RuntimeError(f'dataset {dataset_name}: none of its {len(evaluation.skipped)} images could be read or '
+                           f'restored (a problem of the options or the model rather than of single files); '
+                           f'the first: {evaluation.skipped[0][0]}: {evaluation.skipped[0][1]}')
+    return evaluation
 
 
 def _collect(evaluator, dataset_name, world_size):
