@@ -271,7 +271,8 @@ def test_basicsr_test_writes_the_same_tables_and_grids_for_every_model(tmp_path,
     assert float(rows[-1]['psnr']) == pytest.approx(np.mean([float(row['psnr']) for row in rows[:-1]]), rel=1e-5)
     csv_text = (results / 'toy_val_metrics.csv').read_text()
     markdown = (results / 'toy_val_metrics.md').read_text()
-    assert markdown.startswith('## toy_val\n\n| images | skipped | PSNR (dB) ↑ | SSIM ↑ |\n|---|---|---|---|\n| 6 | 0 |')
+    assert markdown.startswith('## toy_val\n\n| images | skipped | PSNR (dB) ↑ | SSIM ↑ |\n'
+                               '|---|---|---|---|\n| 6 | 0 |')
     steps = 'encoder' if model_type == 'RestoreVARModel' else 'network'
     for text in (log, csv_text, markdown):
         assert PROMPTIR.describe() in text

@@ -235,6 +235,8 @@ class _Evaluator:
                 self.skip(index, name, f'restoration failed: {describe_error(error)}', dataset_name)
             return
         has_gt = 'gt' in batch
+        if not has_gt:  # BasicSR's SRModel keeps the previous batch's GT
+            visuals = {key: value for key, value in visuals.items() if key != 'gt'}
         metrics = applicable_metrics(self.protocol, self.extra, has_gt)
         for k, (index, name) in enumerate(zip(indices, names)):
             if name in done:

@@ -66,15 +66,14 @@ FLOAT_METRICS = {
 
 CUSTOM = EvaluationProtocol(
     name='custom',
-    source='the metrics listed in val.metrics, no named protocol',
-    resize='as the dataset options set it',
-    crop="as each metric's options set it",
-    colour_space="as each metric's options set it",
-    value_range=('float in [0, 1] clipped for calculate_psnr_skimage / calculate_ssim_skimage / calculate_lpips, '
-                 'uint8 from tensor2img (rounded) for the other metric functions'),
-    library='the metric functions named in val.metrics',
-    ssim_window='as the SSIM function named in val.metrics',
-    lpips='as val.metrics sets it, when listed',
+    source='no named protocol, val.metrics only',
+    resize='as the dataset does',
+    crop='per metric options',
+    colour_space='per metric options',
+    value_range='float in [0, 1] clipped for *_skimage and calculate_lpips, else uint8 from tensor2img (rounded)',
+    library='the metric functions of val.metrics',
+    ssim_window='per SSIM function',
+    lpips='per val.metrics',
     image_format='PNG',
     metrics={},
 )
@@ -112,7 +111,8 @@ def resolve_metrics(val_opt):
             changes.append(f'{label} removed')
             continue
         if not isinstance(options, dict) or not options.get('type'):
-            raise ValueError(f'val.metrics.{label}: expected a mapping with the metric function as type, got {options!r}')
+            raise ValueError(f'val.metrics.{label}: expected a mapping with the metric function as type, '
+                             f'got {options!r}')
         default_better = METRICS[label].better if label in METRICS else 'higher'
         extra[label] = {**options, 'better': options.get('better', default_better)}
         changes.append(f'{label} {"replaced by" if kept.pop(label, None) else "added:"} {_describe_options(options)}')

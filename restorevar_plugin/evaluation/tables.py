@@ -44,7 +44,7 @@ def notes(evaluation):
 
 
 def _number(value):
-    return NOT_AVAILABLE if value is None else f'{value:.6g}'
+    return NOT_AVAILABLE if value is None else f'{value:.10g}'
 
 
 def metrics_csv_text(evaluation):
