@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from conftest import REPO, run_cli, tiny_restoration_options, write_options, write_paired_folders
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.evaluation import (
+    configured_metrics,
     evaluate_dataset,
     read_metrics_csv,
     resolve_metrics,
@@ -91,6 +92,11 @@ def test_protocols_give_the_metric_options():
     line = protocol.describe()
     assert line.startswith('Protocol restorevar_paper') and 'lpips removed' in line
     assert 'ssim replaced by calculate_ssim(crop_border=0)' in line and 'niqe added: calculate_niqe()' in line
+
+    assert configured_metrics({'protocol': 'promptir', 'metrics': {'niqe': {'type': 'calculate_niqe'}}}) == {
+        'psnr': {'type': 'calculate_psnr_skimage', 'better': 'higher'},
+        'ssim': {'type': 'calculate_ssim_skimage', 'better': 'higher'},
+        'niqe': {'type': 'calculate_niqe', 'better': 'higher'}}
 
     custom, extra = resolve_metrics({'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}})
     assert custom.name == 'custom' and list(extra) == ['psnr'] and 'psnr added' in custom.describe()

@@ -10,9 +10,10 @@ do not follow the pairing rule, list entries pointing at missing files and GT fi
 then reads the images (all, or ``--limit`` per meta) and reports unreadable files, LQ/GT size
 mismatches and the documented conversions applied (16-bit, gray, alpha), and warns about images that,
 at the size the metrics will see them (after the entry's transform), are smaller than a metric can score
-(:mod:`restorevar_plugin.metrics.minimum_sizes`): the ``val.metrics`` of the option file for its val/test
-entries; with ``-meta``, the native size against the 7x7 SSIM window of the paper protocol. It ends with
-the pairs per dataset and degradation, the sampling share of each degradation, and paths listed twice.
+(:mod:`restorevar_plugin.metrics.minimum_sizes`): the metrics of the option file (``val.protocol`` changed by
+``val.metrics``) for its val/test entries; with ``-meta``, the native size against the 7x7 SSIM window of
+the paper protocol. It ends with the pairs per dataset and degradation, the sampling share of each degradation,
+and paths listed twice.
 
 Exit code: 0 when every pair is usable (warnings allowed), 1 when any pair or folder is broken,
 2 for bad usage or an option/meta file that cannot be loaded.
@@ -30,6 +31,7 @@ from restorevar_plugin.data.dataset_meta import (DatasetLayoutError, MetaSchemaE
 from restorevar_plugin.data.image_io import ImageReader, ImageReadError
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
+from restorevar_plugin.evaluation import configured_metrics
 from restorevar_plugin.harness import resolve_option_paths
 from restorevar_plugin.metrics.minimum_sizes import metric_requirement, strictest_requirement
 
@@ -271,7 +273,7 @@ def _entries_from_options(args):
     if not isinstance(opt, dict) or not isinstance(opt.get('datasets'), dict):
         raise MetaSchemaError(f'{args.opt}: no "datasets" section')
     resolve_option_paths(opt, args.root or os.getcwd())
-    requirement = strictest_requirement((opt.get('val') or {}).get('metrics'))
+    requirement = strictest_requirement(configured_metrics(opt.get('val') or {}))
     entries = []
     for label, dataset_opt, scored in _dataset_blocks(opt['datasets']):
         measured = requirement if scored else None

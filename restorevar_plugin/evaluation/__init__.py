@@ -10,9 +10,10 @@
   (:mod:`~restorevar_plugin.evaluation.validation`).
 """
 from restorevar_plugin.evaluation.loop import DatasetEvaluation, StepTimer, evaluate_dataset, unique_image_name
-from restorevar_plugin.evaluation.scoring import resolve_metrics, score_image
+from restorevar_plugin.evaluation.scoring import configured_metrics, resolve_metrics, score_image
 from restorevar_plugin.evaluation.tables import read_metrics_csv, write_metrics_csv, write_metrics_markdown
 from restorevar_plugin.evaluation.validation import validate
 
 __all__ = ['DatasetEvaluation', 'StepTimer', 'evaluate_dataset', 'unique_image_name', 'resolve_metrics',
-           'score_image', 'read_metrics_csv', 'write_metrics_csv', 'write_metrics_markdown', 'validate']
+           'configured_metrics', 'score_image', 'read_metrics_csv', 'write_metrics_csv', 'write_metrics_markdown',
+           'validate']

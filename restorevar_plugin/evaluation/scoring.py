@@ -119,6 +119,12 @@ def resolve_metrics(val_opt):
     return dataclasses.replace(protocol, metrics=kept, changes='; '.join(changes)), extra
 
 
+def configured_metrics(val_opt):
+    """``{label: BasicSR metric options}`` of every metric a ``val`` block measures (on some image)."""
+    protocol, extra = resolve_metrics(val_opt)
+    return {**protocol.metric_options(), **extra}
+
+
 def applicable_metrics(protocol, extra, has_gt):
     """``{label: options}`` measured on an image with (``has_gt``) or without a GT, protocol metrics first."""
     metrics = protocol.metric_options(has_gt)

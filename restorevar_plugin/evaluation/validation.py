@@ -20,7 +20,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
 from restorevar_plugin.evaluation.loop import evaluate_dataset
-from restorevar_plugin.evaluation.scoring import resolve_metrics
+from restorevar_plugin.evaluation.scoring import configured_metrics, resolve_metrics
 from restorevar_plugin.evaluation.tables import log_text, write_metrics_csv, write_metrics_markdown
 
 
@@ -64,7 +64,7 @@ def validate(model, dataloader, current_iter, tb_logger, save_img):
     evaluation = evaluate_dataset(model, dataloader, protocol, extra_metrics=extra, image_stem=image_stem,
                                   save_img=save_img, save_grid=val_opt.get('save_grid', save_img),
                                   strict=bool(val_opt.get('strict', False)), progress=bool(val_opt.get('pbar', False)))
-    _update_best(model, evaluation, {**protocol.metric_options(), **extra}, current_iter)
+    _update_best(model, evaluation, configured_metrics(val_opt), current_iter)
     if get_dist_info()[0] != 0:
         return evaluation
     get_root_logger().info(log_text(evaluation, model.best_metric_results[dataset_name]))
