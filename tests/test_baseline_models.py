@@ -19,7 +19,9 @@ from restorevar_plugin.data.dataset_meta import load_dataset_meta
 from restorevar_plugin.data.in_context_dataset import InContextPairedDataset
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.data.transforms import clip_geometry
+from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.harness import resolve_option_paths
+from restorevar_plugin.metrics.protocols import PROTOCOLS
 from test_restorevar_model import load_option_file
 
 DEMO = REPO / 'options' / 'demo'
@@ -181,9 +183,14 @@ def test_tiny_baseline_trains_with_falling_loss_then_tests(method, tmp_path):
     test_file = write_options(tmp_path / 'test.yml', test)
     result = run_cli(['test', '-opt', str(test_file)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    images = sorted((tmp_path / 'results' / test['name'] / 'visualization' / 'synthetic_val').glob('*.png'))
-    assert len(images) == 10
+    results = tmp_path / 'results' / test['name']
+    images = sorted((results / 'visualization' / 'synthetic_val').glob('*.png'))
+    assert len(images) == 20 and len([path for path in images if path.stem.endswith('_grid')]) == 10
     assert '# psnr:' in result.stdout + result.stderr
+    rows = read_metrics_csv(results / 'synthetic_val_metrics.csv')  # the tables every model writes
+    assert list(rows[0]) == ['image', 'psnr', 'ssim', 'time_s'] and len(rows) == 11 and rows[-1]['image'] == 'mean'
+    record = PROTOCOLS['promptir'].describe()
+    assert record in (results / 'synthetic_val_metrics.md').read_text() and record in result.stdout + result.stderr
 
 
 def test_nested_dataset_blocks_resolve_against_the_root(tmp_path):

@@ -9,6 +9,7 @@ from basicsr.models import build_model
 
 from conftest import REPO
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
+from restorevar_plugin.evaluation import configured_metrics
 from restorevar_plugin.harness import check_registry_names
 from restorevar_plugin.models.stages import STAGES
 from test_restorevar_model import load_option_file
@@ -114,7 +115,8 @@ def test_baseline_recipe_numbers():
     reference = load_option_file(REPO / 'options' / 'restorevar_test.yml')
     for name in ('promptir_test.yml', 'awracle_test.yml'):
         opt = load_option_file(baselines / name)
-        assert opt['val']['metrics'] == reference['val']['metrics']
+        assert configured_metrics(opt['val']) == configured_metrics(reference['val'])
+        assert opt['val']['protocol'] == reference['val']['protocol'] == 'restorevar_paper'
         queries = [entry.get('query', entry) for entry in opt['datasets'].values()]
         assert [(q['meta'], q['transform']) for q in queries] == [(entry['meta'], entry['transform'])
                                                                   for entry in reference['datasets'].values()]
