@@ -11,4 +11,5 @@ COMMAND_MODULES = [
     'restorevar_plugin.commands.check_data',
     'restorevar_plugin.commands.analyze_scales',
     'restorevar_plugin.commands.restore',
+    'restorevar_plugin.commands.benchmark',
 ]
