@@ -23,8 +23,8 @@ Schema (every path relative to the run's root, i.e. the current directory or ``-
 numbers, ``[lists]``, strings); intermediate keys must exist, integer keys index lists. The command's own
 ``--force_yml`` applies the same way to the benchmark option file itself before it is checked.
 """
-import copy
 import ast
+import copy
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path

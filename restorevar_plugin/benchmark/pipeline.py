@@ -12,11 +12,25 @@ from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
 from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.benchmark.provenance import collect_provenance
-from restorevar_plugin.benchmark.report import (bullet_list, cost_table_html, paragraph, quality_table_html,
-                                                report_html, viewer_html)
+from restorevar_plugin.benchmark.report import (
+    bullet_list,
+    cost_table_html,
+    paragraph,
+    quality_table_html,
+    report_html,
+    viewer_html,
+)
 from restorevar_plugin.benchmark.runner import BenchmarkRun, choose_device
-from restorevar_plugin.benchmark.tables import (COST_FIELDS, QUALITY_FIELDS, cost_markdown, cost_rows, csv_text,
-                                                quality_csv_rows, quality_tables, table_markdown)
+from restorevar_plugin.benchmark.tables import (
+    COST_FIELDS,
+    QUALITY_FIELDS,
+    cost_markdown,
+    cost_rows,
+    csv_text,
+    quality_csv_rows,
+    quality_tables,
+    table_markdown,
+)
 
 LDM_STEPS = 20
 LDM_SIZE = 512

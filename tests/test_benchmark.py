@@ -1,0 +1,279 @@
+"""``basicsr benchmark``: tables, resume, missing weights, cost counting, ablation overrides."""
+import hashlib
+import re
+
+import pytest
+import torch
+import yaml
+from basicsr.archs import build_network
+
+from conftest import REPO
+from restorevar_plugin.benchmark.cost import count_flops, latent_diffusion_reference
+from restorevar_plugin.benchmark.options import apply_override, load_benchmark_options
+from restorevar_plugin.benchmark.pipeline import run_benchmark
+from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_comments
+from restorevar_plugin.cli import main
+from restorevar_plugin.harness import OptionError
+from restorevar_plugin.models.restoration_model import RestorationModel
+
+RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 1, 'num_feat': 8, 'num_block': 1,
+        'num_grow_ch': 4}
+EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 1}
+IMAGES = {'haze': 2, 'rain_snow': 4}  # SyntheticDegradationDataset val split: 2 clean images x degradations
+
+
+def save_random_weights(network_opt, path, seed):
+    """A random-init network of ``network_opt`` saved in BasicSR's ``params`` layout."""
+    torch.manual_seed(seed)
+    network = build_network(dict(network_opt))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'params': network.state_dict()}, path)
+    return path
+
+
+def restoration_method(label, network_opt, weights):
+    return {'label': label, 'model': {'model_type': 'RestorationModel', 'scale': 1, 'network_g': network_opt},
+            'path': {'pretrain_network_g': weights}}
+
+
+def benchmark_options(name, images_per_dataset=1):
+    """Two tiny methods, one with missing official weights, two tiny synthetic datasets."""
+    return {
+        'name': name,
+        'device': 'cpu',
+        'protocol': {'name': 'restorevar_paper', 'metrics': ['psnr', 'ssim']},
+        'methods': [
+            restoration_method('RRDB tiny', RRDB, 'pretrained/rrdb.pth'),
+            restoration_method('EDSR tiny', EDSR, 'pretrained/edsr.pth'),
+            dict(restoration_method('Absent', EDSR, 'pretrained/restorevar.pth'),
+                 paper={'time_s': 0.201, 'source': 'RestoreVAR paper Table 5'}),
+        ],
+        'datasets': {
+            'test_1': {'name': 'haze', 'type': 'SyntheticDegradationDataset', 'degradations': ['haze'], 'size': 32,
+                       'seed': 0},
+            'test_2': {'name': 'rain_snow', 'type': 'SyntheticDegradationDataset', 'degradations': ['rain', 'snow'],
+                       'size': 32, 'seed': 1},
+        },
+        'grids': {'images_per_dataset': images_per_dataset, 'crops': [{'x': 0.25, 'y': 0.25, 'size': 0.3}]},
+        'cost': {'ldm_reference': False, 'warmup': 1},
+    }
+
+
+@pytest.fixture
+def bench_root(tmp_path):
+    root = tmp_path / 'root'
+    save_random_weights(RRDB, root / 'pretrained' / 'rrdb.pth', 0)
+    save_random_weights(EDSR, root / 'pretrained' / 'edsr.pth', 1)
+    return root
+
+
+def write_yaml(path, options):
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def count_tests(monkeypatch):
+    """Counts ``RestorationModel.test`` calls (every restoration of an image batch)."""
+    calls = []
+    original = RestorationModel.test
+
+    def counted(self):
+        calls.append(self.opt['name'])
+        return original(self)
+
+    monkeypatch.setattr(RestorationModel, 'test', counted)
+    return calls
+
+
+def markdown_tables(text):
+    """``{title: (header cells, metric cells, {method: cells})}`` of the quality tables in a markdown file."""
+    tables = {}
+    for block in re.split(r'^## ', text, flags=re.M)[1:]:
+        title, body = block.split('\n', 1)
+        lines = [line for line in body.splitlines() if line.startswith('|')]
+        cells = [[cell.strip() for cell in line.strip('|').split('|')] for line in lines]
+        tables[title.strip()] = (cells[0][1:], cells[2][1:], {row[0].strip('*'): row[1:] for row in cells[3:]})
+    return tables
+
+
+def plain(cell):
+    return re.sub(r'\*\*|</?u>', '', cell)
+
+
+def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests):
+    option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('two_by_two'))
+    code = main(['benchmark', '-opt', str(option_file), '--root', str(bench_root)])
+    assert code == 1  # one method is missing its weights; the others ran
+    results = bench_root / 'results' / 'two_by_two'
+    markdown = (results / 'quality.md').read_text()
+    tables = markdown_tables(markdown)
+    title = 'Table 1: full-reference quality (paper Table 1 shape)'
+    datasets, metrics, rows = tables[title]
+    assert datasets == ['haze', 'haze', 'rain_snow', 'rain_snow']
+    assert metrics == ['PSNR (dB) ↑', 'SSIM ↑', 'PSNR (dB) ↑', 'SSIM ↑']
+    assert list(rows) == ['RRDB tiny', 'EDSR tiny', 'Absent', 'degraded input']
+    assert rows['Absent'] == ['missing'] * 4
+    csv_rows = read_csv_without_comments(results / 'quality.csv')
+    assert len(csv_rows) == 3 * 4  # two methods and the input row, two datasets x two metrics
+    columns = list(zip(datasets, [metric.split(' ')[0] for metric in metrics]))
+    for row in csv_rows:
+        cell = rows[row['method']][columns.index((row['dataset'], row['metric']))]
+        assert plain(cell) == f'{float(row["value"]):.{DECIMALS[row["metric"]]}f}'
+        assert int(row['images']) == IMAGES[row['dataset']]
+    for index, (dataset, metric) in enumerate(columns):
+        scores = {row['method']: round(float(row['value']), DECIMALS[metric]) for row in csv_rows
+                  if (row['dataset'], row['metric']) == (dataset, metric) and row['method'] != 'degraded input'}
+        best, second = sorted(scores, key=scores.get, reverse=True)
+        assert rows[best][index].startswith('**') and rows[second][index].startswith('<u>')
+        assert not rows['degraded input'][index].startswith(('**', '<u>'))
+    protocol_line = load_benchmark_options(option_file, bench_root).protocol.describe()
+    assert protocol_line in markdown.split(title)[1]
+    assert protocol_line in (results / 'quality.csv').read_text()
+    assert "Checkpoint 'restorevar.pth' not found: looked for " in markdown
+    assert 'RestoreVAR README' in markdown  # where to get the official file
+    for name in ('rrdb.pth', 'edsr.pth'):
+        digest = hashlib.sha256((bench_root / 'pretrained' / name).read_bytes()).hexdigest()
+        for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
+            assert f'{name} sha256 {digest}' in (results / output).read_text()
+    assert '# torch: ' in (results / 'cost.csv').read_text() and '# option file: ' in (results / 'quality.csv').read_text()
+    cost = {row['method']: row for row in read_csv_without_comments(results / 'cost.csv')}
+    assert cost['Absent']['networks'] == 'missing' and cost['Absent']['paper_time_s'] == '0.201'
+    assert float(cost['RRDB tiny']['TFLOPs_per_image']) > 0 and cost['RRDB tiny']['resolution'] == '32x32'
+    assert int(cost['EDSR tiny']['timed_images']) == sum(IMAGES.values()) - 1  # after one warm-up image
+    # images scored + 1 per chosen picture (one per dataset) + 1 counted for FLOPs, for each method that ran
+    assert len(count_tests) == 2 * (sum(IMAGES.values()) + len(IMAGES) + 1)
+    grid = results / 'grids' / 'haze'
+    assert len(list(grid.glob('*.png'))) == 1
+    from PIL import Image
+
+    width, height = Image.open(next(grid.glob('*.png'))).size
+    assert width == 4 * 32 + 3 * 4  # input, two methods, GT with 4 px gaps
+    assert height == 22 + 2 * 32 + 4  # label strip, image, one zoomed crop row
+
+
+def test_benchmark_resumes_from_cached_rows(bench_root, count_tests, monkeypatch):
+    options = benchmark_options('resume', images_per_dataset=0)
+    options['methods'] = options['methods'][:2]
+    option_file = write_yaml(bench_root / 'bench.yml', options)
+    original = RestorationModel.test
+    budget = {'left': 4}
+
+    def interrupted(self):
+        if budget['left'] == 0:
+            raise KeyboardInterrupt
+        budget['left'] -= 1
+        return original(self)
+
+    monkeypatch.setattr(RestorationModel, 'test', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(option_file, bench_root)
+    cache = bench_root / 'results' / 'resume' / 'cache' / 'RRDB_tiny'
+    cached = sum(len((cache / f'{name}.jsonl').read_text().splitlines()) - 1 for name in IMAGES)
+    assert cached == 4
+    calls = []
+
+    def counted(self):
+        calls.append(self.opt['name'])
+        return original(self)
+
+    monkeypatch.setattr(RestorationModel, 'test', counted)
+    _, results = run_benchmark(option_file, bench_root)
+    total = sum(IMAGES.values())
+    assert calls.count('resume_RRDB_tiny') == total - cached + 1  # the rest of its images + the FLOP count
+    assert calls.count('resume_EDSR_tiny') == total + 1
+    assert [len(evaluation.rows) for evaluation in results[0].evaluations.values()] == list(IMAGES.values())
+    first_means = {name: evaluation.means for name, evaluation in results[0].evaluations.items()}
+    calls.clear()
+    _, again = run_benchmark(option_file, bench_root)
+    assert calls == []  # everything came from the cache
+    assert {name: evaluation.means for name, evaluation in again[0].evaluations.items()} == first_means
+    options['methods'][0]['force_yml'] = ['manual_seed=5']  # a changed method is recomputed
+    write_yaml(option_file, options)
+    run_benchmark(option_file, bench_root)
+    assert calls.count('resume_RRDB_tiny') == total + 1 and 'resume_EDSR_tiny' not in calls
+
+
+def test_restorevar_ablations_are_overrides(tmp_path):
+    """RestoreVAR, without refiner and with another decoder from one option file; 4 scales -> 4 evaluations."""
+    root = tmp_path / 'root'
+    model_opt = yaml.safe_load((REPO / 'options' / 'demo' / 'restorevar_test.yml').read_text())
+    weights = {key: save_random_weights(model_opt[f'network_{key}'], root / 'pretrained' / f'{key}.pth', seed)
+               for seed, key in enumerate(('vqvae', 'g', 'refiner'))}
+    save_random_weights(model_opt['network_vqvae'], root / 'pretrained' / 'original_vqvae.pth', 7)
+    path = {f'pretrain_network_{key}': str(value) for key, value in weights.items()}
+    demo_file = str(REPO / 'options' / 'demo' / 'restorevar_test.yml')
+    options = {
+        'name': 'ablations', 'device': 'cpu', 'protocol': {'name': 'restorevar_paper', 'metrics': ['psnr']},
+        'methods': [
+            {'label': 'RestoreVAR', 'opt': demo_file, 'path': path},
+            {'label': 'w/o refiner', 'opt': demo_file, 'path': path, 'force_yml': ['val:use_refiner=false']},
+            {'label': 'original decoder', 'opt': demo_file, 'path': path,
+             'force_yml': ['path:pretrain_decoder=pretrained/original_vqvae.pth']},
+        ],
+        'datasets': {'test_1': {'name': 'haze', 'type': 'SyntheticDegradationDataset', 'degradations': ['haze'],
+                                'size': 32, 'seed': 0}},
+        'cost': {'ldm_reference': False},
+    }
+    option_file = write_yaml(root / 'bench.yml', options)
+    _, results = run_benchmark(option_file, root)
+    full, no_refiner, decoder = (result.cost for result in results[:3])
+    assert full.evaluations == no_refiner.evaluations == 4  # patch_nums [1, 2, 4, 8]
+    assert full.networks['net_refiner'][1] == full.networks['net_refiner'][0] > 0
+    assert no_refiner.networks['net_refiner'][1] == 0 and no_refiner.flops < full.flops
+    vqvae_total, _ = decoder.networks['net_decoder']
+    assert 0 < decoder.networks['net_decoder'][1] < vqvae_total  # only the swapped-in decoder ran
+    assert decoder.flops == full.flops
+    psnr = [result.evaluations['haze'].means['PSNR'] for result in results[:3]]
+    assert len(set(psnr)) == 3
+    assert [result.checkpoints[-1].endswith('original_vqvae.pth') for result in results[:3]] == [False, False, True]
+
+
+def test_flop_count_of_a_small_network_equals_the_hand_count():
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                  torch.nn.Linear(8 * 16 * 16, 10))
+    _, flops = count_flops(network, torch.rand(1, 3, 16, 16))
+    conv_macs = 16 * 16 * 8 * (3 * 3 * 3)
+    linear_macs = 8 * 16 * 16 * 10
+    assert flops == 2 * (conv_macs + linear_macs)
+    query = torch.rand(1, 2, 16, 8)  # CPU attention: Q K^T and A V, each 16 x 16 x 8 multiply-adds per head
+    _, flops = count_flops(torch.nn.functional.scaled_dot_product_attention, query, query, query)
+    assert flops == 2 * 2 * (2 * 16 * 16 * 8)
+
+
+def test_sd15_unet_reference_count():
+    one_step, twenty = latent_diffusion_reference(steps=20, size=512)
+    assert abs(one_step.flops / 0.803e12 - 1) < 0.01
+    assert one_step.params == 859_520_964
+    assert twenty.flops == 20 * one_step.flops and twenty.evaluations == 20
+    assert twenty.paper['tflops'] == 16.08
+
+
+def test_option_errors_name_the_option(bench_root):
+    options = benchmark_options('errors')
+    options['methods'][0]['force_yml'] = ['train:total_iter=3']
+    option_file = write_yaml(bench_root / 'bench.yml', options)
+    with pytest.raises(OptionError, match=r'methods\[0\] \(RRDB tiny\)\.force_yml: .*option train does not exist'):
+        load_benchmark_options(option_file, bench_root)
+    options['methods'][0].pop('force_yml')
+    options['protocol'] = {'name': 'restorevar_paper', 'metrics': ['fid']}
+    write_yaml(option_file, options)
+    with pytest.raises(OptionError, match='protocol.metrics'):
+        load_benchmark_options(option_file, bench_root)
+    options['protocol'] = 'restorevar_paper'
+    options['methods'][1]['label'] = 'RRDB tiny'
+    write_yaml(option_file, options)
+    with pytest.raises(OptionError, match='labels must differ'):
+        load_benchmark_options(option_file, bench_root)
+    spec = load_benchmark_options(option_file, bench_root, ['methods:1:label=EDSR', 'grids:images_per_dataset=3'])
+    assert [method.label for method in spec.methods][:2] == ['RRDB tiny', 'EDSR'] and spec.images_per_dataset == 3
+
+
+def test_override_values_follow_basicsr_parsing():
+    options = {'val': {'use_refiner': True, 'metrics': {}}, 'path': {}}
+    for entry in ('val:use_refiner=false', 'path:pretrain_decoder=pretrained/x.pth', 'val:size=[1, 2]',
+                  'val:lr=!!float 1e-4', 'path:none_key=~'):
+        apply_override(options, entry, 'test')
+    assert options == {'val': {'use_refiner': False, 'metrics': {}, 'size': [1, 2], 'lr': 1e-4},
+                       'path': {'pretrain_decoder': 'pretrained/x.pth', 'none_key': None}}
