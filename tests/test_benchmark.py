@@ -136,7 +136,8 @@ def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests
         digest = hashlib.sha256((bench_root / 'pretrained' / name).read_bytes()).hexdigest()
         for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
             assert f'{name} sha256 {digest}' in (results / output).read_text()
-    assert '# torch: ' in (results / 'cost.csv').read_text() and '# option file: ' in (results / 'quality.csv').read_text()
+    assert '# torch: ' in (results / 'cost.csv').read_text()
+    assert '# option file: ' in (results / 'quality.csv').read_text()
     cost = {row['method']: row for row in read_csv_without_comments(results / 'cost.csv')}
     assert cost['Absent']['networks'] == 'missing' and cost['Absent']['paper_time_s'] == '0.201'
     assert float(cost['RRDB tiny']['TFLOPs_per_image']) > 0 and cost['RRDB tiny']['resolution'] == '32x32'
@@ -277,3 +278,64 @@ def test_override_values_follow_basicsr_parsing():
         apply_override(options, entry, 'test')
     assert options == {'val': {'use_refiner': False, 'metrics': {}, 'size': [1, 2], 'lr': 1e-4},
                        'path': {'pretrain_decoder': 'pretrained/x.pth', 'none_key': None}}
+
+
+CHROME_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                '--disable-component-update', '--disable-sync', '--no-first-run', '--window-size=1400,1000')
+
+
+def headless_chromium(profile_dir):
+    """Selenium driving the system Chromium (Debian packages chromium + chromium-driver), console logs kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = '/usr/bin/chromium'
+    for flag in CHROME_FLAGS + (f'--user-data-dir={profile_dir}',):
+        options.add_argument(flag)
+    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    return webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
+
+
+def test_report_in_a_headless_browser(bench_root, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('browser', images_per_dataset=1))
+    results, _ = run_benchmark(option_file, bench_root)
+    driver = headless_chromium(tmp_path / 'chromium_profile')
+    try:
+        driver.get((results / 'report.html').as_uri())
+        severe = [entry for entry in driver.get_log('browser') if entry['level'] == 'SEVERE']
+        assert severe == []
+        for row in read_csv_without_comments(results / 'quality.csv'):
+            cell = driver.find_element(By.CSS_SELECTOR, f'#{row["table"]} td[data-method="{row["method"]}"]'
+                                       f'[data-dataset="{row["dataset"]}"][data-metric="{row["metric"]}"]')
+            assert cell.text == f'{float(row["value"]):.{DECIMALS[row["metric"]]}f}'
+        header = driver.find_elements(By.CSS_SELECTOR, '#table1 th')[1]  # haze PSNR
+        header.click()
+        methods = [row.find_elements(By.TAG_NAME, 'td')[0].text
+                   for row in driver.find_elements(By.CSS_SELECTOR, '#table1 tbody tr')]
+        values = [float(row['value']) for row in read_csv_without_comments(results / 'quality.csv')
+                  if (row['dataset'], row['metric']) == ('haze', 'PSNR')]
+        by_method = {row['method']: float(row['value']) for row in read_csv_without_comments(results / 'quality.csv')
+                     if (row['dataset'], row['metric']) == ('haze', 'PSNR')}
+        assert [by_method[method] for method in methods if method in by_method] == sorted(values)
+        viewer = driver.find_element(By.CSS_SELECTOR, '.viewer')
+        image = viewer.find_element(By.TAG_NAME, 'img')
+        assert image.get_attribute('src').endswith('/input.png')
+        loaded = 'return arguments[0].complete && arguments[0].naturalWidth'
+        shown = []
+        for button in viewer.find_elements(By.TAG_NAME, 'button'):
+            button.click()
+            shown.append(image.get_attribute('src').rsplit('/', 1)[1])
+            assert driver.execute_script(loaded, image) == 32  # full resolution, the file exists
+        assert shown == ['input.png', 'RRDB_tiny.png', 'EDSR_tiny.png', 'gt.png']
+        assert viewer.find_element(By.CSS_SELECTOR, '.shown').text == 'GT'
+        driver.find_element(By.TAG_NAME, 'body').send_keys(Keys.ARROW_RIGHT)
+        assert image.get_attribute('src').endswith('/input.png')  # wraps around
+        driver.find_element(By.TAG_NAME, 'body').send_keys('2')
+        assert image.get_attribute('src').endswith('/RRDB_tiny.png')
+        assert [entry for entry in driver.get_log('browser') if entry['level'] == 'SEVERE'] == []
+    finally:
+        driver.quit()

@@ -77,7 +77,7 @@ def _ratio_lines(results, references):
         return []
     ldm = references[-1]
     return [f'{ldm.label}: {ldm.flops / result.cost.flops:.1f}x the FLOPs of {result.label} per image '
-            f'({ldm.flops / 1e12:.2f} T vs {result.cost.flops / 1e12:.3f} T at {result.cost.resolution})'
+            f'({ldm.flops / 1e12:.4g} T vs {result.cost.flops / 1e12:.4g} T at {result.cost.resolution})'
             for result in results if result.cost is not None and result.cost.flops]
 
 

@@ -22,7 +22,7 @@ tr.reference td { color: #666; font-style: italic; }
 .note { color: #555; font-size: 0.85em; max-width: 70em; }
 .viewer { margin: 1em 0 2em; } .viewer img { display: block; max-width: none; image-rendering: pixelated; }
 .viewer button { margin: 0 3px 6px 0; } .viewer button.active { background: #333; color: white; }
-.frame { overflow: auto; max-width: 100%; border: 1px solid #ddd; display: inline-block; }
+.frame { overflow: auto; max-width: 100%; width: fit-content; border: 1px solid #ddd; margin-top: 6px; }
 """
 
 SCRIPT = """
