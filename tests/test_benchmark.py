@@ -225,7 +225,7 @@ def test_restorevar_ablations_are_overrides(tmp_path):
     vqvae_total, _ = decoder.networks['net_decoder']
     assert 0 < decoder.networks['net_decoder'][1] < vqvae_total  # only the swapped-in decoder ran
     assert decoder.flops == full.flops
-    psnr = [result.evaluations['haze'].means['PSNR'] for result in results[:3]]
+    psnr = [result.evaluations['haze'].means['psnr'] for result in results[:3]]
     assert len(set(psnr)) == 3
     assert [result.checkpoints[-1].endswith('original_vqvae.pth') for result in results[:3]] == [False, False, True]
 

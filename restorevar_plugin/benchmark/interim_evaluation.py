@@ -3,8 +3,9 @@ until that module is merged; it implements the agreed signature and nothing more
 
 ``evaluate_dataset`` runs a BasicSR model (``feed_data`` / ``test`` / ``get_current_visuals``, visuals
 ``(B, 3, H, W)`` in [0, 1]) over a dataloader and scores every image with the protocol's BasicSR metric
-functions on ``tensor2img`` images (8-bit, as BasicSR's own validation does). Full-reference metrics are
-``None`` for images without GT.
+functions on ``tensor2img`` images (8-bit, as BasicSR's own validation does): the full-reference metrics on
+images with a GT, the no-reference metrics on images without one (RestoreVAR's Tables 1 and 2); a metric that
+does not apply to an image is absent from its row. The bar is labelled with the dataset option ``name``.
 """
 import time
 from copy import deepcopy
@@ -15,8 +16,11 @@ from basicsr.metrics import calculate_metric
 from basicsr.utils import tensor2img
 from tqdm import tqdm
 
-from restorevar_plugin.metrics.protocols import METRICS
+from restorevar_plugin.metrics.protocols import METRICS, needs_reference
 from restorevar_plugin.models.restorevar_model import unique_image_name
+
+MEASUREMENT_NOTE = ('Scores measured on the 8-bit outputs (tensor2img, rounded) by the interim evaluation loop of the '
+                    'benchmark, not on the float outputs.')
 
 
 @dataclass
@@ -37,8 +41,8 @@ def _synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def evaluate_dataset(model, dataloader, protocol, *, save_dir=None, save_img=False, save_grid=False, strict=False,
-                     done=None, on_row=None, progress=True):
+def evaluate_dataset(model, dataloader, protocol, *, extra_metrics=None, save_dir=None, save_img=False,
+                     save_grid=False, strict=False, done=None, on_row=None, progress=True):
     """Restore and score every image of ``dataloader``; rows named in ``done`` are reused, not re-run.
 
     Args:
@@ -49,7 +53,7 @@ def evaluate_dataset(model, dataloader, protocol, *, save_dir=None, save_img=Fal
         on_row (callable | None): Called with every newly computed row. progress (bool): Own tqdm bar.
 
     Returns:
-        DatasetEvaluation: Rows ``{'image', <metric label>: float | None, 'time_s'}`` in dataset order.
+        DatasetEvaluation: Rows ``{'image', <metric key>: float, 'time_s'}`` in dataset order.
     """
     if save_img or save_grid or save_dir is not None:
         raise ValueError('interim evaluate_dataset does not save images; leave save_dir/save_img/save_grid unset')
@@ -57,7 +61,8 @@ def evaluate_dataset(model, dataloader, protocol, *, save_dir=None, save_img=Fal
     metric_options = protocol.metric_options()
     device = getattr(model, 'device', None)
     rows, used = [], set()
-    for batch in tqdm(dataloader, unit='batch', disable=not progress):
+    dataset_name = (getattr(dataloader.dataset, 'opt', None) or {}).get('name', '')
+    for batch in tqdm(dataloader, unit='batch', desc=dataset_name, disable=not progress):
         names = [unique_image_name(path, used) for path in batch['lq_path']]
         if all(name in done for name in names):
             rows.extend(done[name] for name in names)
@@ -75,18 +80,19 @@ def evaluate_dataset(model, dataloader, protocol, *, save_dir=None, save_img=Fal
                 data['img2'] = tensor2img(visuals['gt'][index])
             row = {'image': name}
             for key, options in metric_options.items():
-                usable = 'img2' in data or not METRICS[key].needs_reference
-                row[METRICS[key].label] = float(calculate_metric(data, deepcopy(options))) if usable else None
+                if METRICS[key].needs_reference == ('img2' in data):
+                    row[key] = float(calculate_metric(data, deepcopy(options)))
+            for key, options in (extra_metrics or {}).items():
+                if 'img2' in data or not needs_reference(options['type']):
+                    row[key] = float(calculate_metric(data, deepcopy(options)))
             row['time_s'] = seconds
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     means, counts = {}, {}
-    for key in metric_options:
-        label = METRICS[key].label
-        values = [row[label] for row in rows if row.get(label) is not None]
-        counts[label] = len(values)
+    for key in [*metric_options, *(extra_metrics or {})]:
+        values = [row[key] for row in rows if row.get(key) is not None]
+        counts[key] = len(values)
         if values:
-            means[label] = sum(values) / len(values)
-    dataset_name = dataloader.dataset.opt.get('name', '') if hasattr(dataloader.dataset, 'opt') else ''
+            means[key] = sum(values) / len(values)
     return DatasetEvaluation(dataset=dataset_name, protocol=protocol, rows=rows, means=means, counts=counts)

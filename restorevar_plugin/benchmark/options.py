@@ -6,6 +6,7 @@ Schema (every path relative to the run's root, i.e. the current directory or ``-
     device: auto                             # auto | cpu | cuda
     protocol: restorevar_paper               # a name of metrics.protocols.PROTOCOLS, or
     # protocol: {name: restorevar_paper, metrics: [psnr, ssim, lpips]}   (a subset of its metrics)
+    # protocol: {name: restorevar_paper, metrics: [musiq, clipiqa], no_reference_on_paired: true}
     methods:
       - label: RestoreVAR                    # row label (unique)
         opt: options/restorevar_test.yml     # a model option file (its datasets are ignored), or
@@ -18,6 +19,10 @@ Schema (every path relative to the run's root, i.e. the current directory or ``-
     grids: {images_per_dataset: 4, crops: [{x: 0.4, y: 0.4, size: 0.2}]}   # optional
     report: true                             # write report.html (default true)
     cost: {warmup: 1, dataset: RESIDE, ldm_reference: true}              # optional
+
+A protocol measures its full-reference metrics on images with a GT and its no-reference metrics on images
+without one (the paper's Tables 1 and 2); ``no_reference_on_paired: true`` measures the no-reference metrics on
+every image (Table 2 of the paper scores sets that do have a GT with MUSIQ / CLIPIQA only).
 
 ``force_yml`` entries are ``key:sub:...=value`` with BasicSR's value parsing (``~``/``none``, ``true``/``false``,
 numbers, ``[lists]``, strings); intermediate keys must exist, integer keys index lists. The command's own
@@ -73,6 +78,7 @@ class BenchmarkSpec:
     root: Path
     device: str
     protocol: object
+    extra_metrics: dict
     methods: list
     datasets: dict
     images_per_dataset: int
@@ -173,23 +179,33 @@ def _find_model_file(value, root, option_dir, where):
 
 
 def build_protocol(value):
-    """The :class:`EvaluationProtocol` named by ``protocol:`` (a name or ``{name, metrics}``)."""
+    """The protocol named by ``protocol:`` and the metrics measured on every image.
+
+    Args:
+        value (str | dict): A protocol name, or ``{name, metrics: [keys], no_reference_on_paired: bool}``.
+
+    Returns:
+        tuple[EvaluationProtocol, dict]: The protocol (restricted to ``metrics``, without its no-reference metrics
+        when ``no_reference_on_paired``) and ``{key: BasicSR metric options}`` to measure on every image.
+    """
     if isinstance(value, str):
         value = {'name': value}
     if not isinstance(value, dict) or 'name' not in value:
         raise OptionError(f'protocol: expected a protocol name or {{name: ..., metrics: [...]}}; got {value!r}')
-    _reject_unknown(value, ('name', 'metrics'), 'protocol')
+    _reject_unknown(value, ('name', 'metrics', 'no_reference_on_paired'), 'protocol')
     if value['name'] not in PROTOCOLS:
         raise OptionError(f'protocol: unknown protocol {value["name"]!r}; known: {", ".join(sorted(PROTOCOLS))}')
     protocol = PROTOCOLS[value['name']]
-    if value.get('metrics') is None:
-        return protocol
-    chosen = list(value['metrics'])
+    chosen = list(protocol.metrics if value.get('metrics') is None else value['metrics'])
     unknown = [key for key in chosen if key not in protocol.metrics]
     if unknown or not chosen:
         raise OptionError(f'protocol.metrics: {unknown or "[]"} not among the metrics of {protocol.name}: '
                           f'{", ".join(protocol.metrics)}')
-    return replace(protocol, metrics={key: protocol.metrics[key] for key in chosen})
+    everywhere = [key for key in chosen if value.get('no_reference_on_paired') and not METRICS[key].needs_reference]
+    options = protocol.metric_options()
+    extra = {key: options[key] for key in everywhere}
+    kept = {key: protocol.metrics[key] for key in chosen if key not in everywhere}
+    return replace(protocol, metrics=kept), extra
 
 
 def _method(entry, index, root, option_dir):
@@ -310,9 +326,10 @@ def load_benchmark_options(option_file, root, force_yml=None):
     cost.setdefault('dataset', next(iter(datasets)))
     if cost['dataset'] not in datasets:
         raise OptionError(f'cost.dataset: {cost["dataset"]!r} is not a dataset name; names: {", ".join(datasets)}')
+    protocol, extra_metrics = build_protocol(options.get('protocol', 'restorevar_paper'))
     return BenchmarkSpec(
-        name=str(options['name']), option_file=option_file, root=root, device=device,
-        protocol=build_protocol(options.get('protocol', 'restorevar_paper')), methods=methods, datasets=datasets,
+        name=str(options['name']), option_file=option_file, root=root, device=device, protocol=protocol,
+        extra_metrics=extra_metrics, methods=methods, datasets=datasets,
         images_per_dataset=_positive_int(grids.get('images_per_dataset', 0), 'grids.images_per_dataset', minimum=0),
         crops=_crops(grids.get('crops')), report=bool(options.get('report', True)), cost=cost)
 

@@ -10,6 +10,7 @@ import torch
 
 from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
+from restorevar_plugin.benchmark.interim_evaluation import MEASUREMENT_NOTE
 from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.benchmark.provenance import collect_provenance
 from restorevar_plugin.benchmark.report import (
@@ -56,6 +57,15 @@ def write_text_whole(path, text):
             os.remove(tmp_name)
 
 
+def protocol_record(spec):
+    """The protocol line printed under every table (plus how the benchmark measured with it)."""
+    line = spec.protocol.describe()
+    if spec.extra_metrics:
+        line += (f' No-reference metrics {", ".join(spec.extra_metrics)} measured on every image, with or without '
+                 'GT.')
+    return f'{line} {MEASUREMENT_NOTE}'
+
+
 def _image_counts(results):
     return [f'{result.label}: images scored: ' + ', '.join(
         f'{name} {max(evaluation.counts.values(), default=0)}' for name, evaluation in result.evaluations.items())
@@ -91,7 +101,7 @@ def _method_lines(spec):
 
 def write_quality(results_dir, spec, tables, results, provenance):
     """``quality.md`` and ``quality.csv``."""
-    protocol_line = spec.protocol.describe()
+    protocol_line = protocol_record(spec)
     parts = [f'# {spec.name}: quality\n', provenance.markdown(), '', 'Methods:', '',
              '\n'.join(f'- {line}' for line in _method_lines(spec)), '']
     for table in tables:
@@ -154,7 +164,7 @@ def write_report(results_dir, spec, tables, cost_table_rows, notes, run, results
     sections = [('Provenance', bullet_list(provenance.lines()) + bullet_list(_method_lines(spec)))]
     for table in tables:
         sections.append((table.title, quality_table_html(table) + paragraph(RANKING_NOTE)
-                         + paragraph(spec.protocol.describe())
+                         + paragraph(protocol_record(spec))
                          + bullet_list(_missing_lines(results) + _skipped_lines(results))))
     sections.append(('Cost', cost_table_html(cost_table_rows) + bullet_list(notes)))
     viewers, index = [], 0
@@ -188,7 +198,7 @@ def run_benchmark(option_file, root, force_yml=None, device=None):
     references = latent_diffusion_reference(LDM_STEPS, LDM_SIZE) if spec.cost['ldm_reference'] else []
     checkpoints = [(result.label, path) for result in results if not result.missing for path in result.checkpoints]
     provenance = collect_provenance(spec.option_file, torch_device, checkpoints)
-    tables = quality_tables(results, spec.protocol)
+    tables = quality_tables(results, [*spec.protocol.metrics, *spec.extra_metrics])
     rows = cost_rows(results, references, str(torch_device), torch.get_num_threads())
     notes = cost_notes(spec, results, references)
     results_dir = run.results_dir

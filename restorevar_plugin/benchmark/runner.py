@@ -22,8 +22,7 @@ import torch
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils import imwrite, set_random_seed, tensor2img
-from torch.utils.data import default_collate
-from tqdm import tqdm
+from torch.utils.data import Dataset, default_collate
 
 from restorevar_plugin.benchmark.cost import MeasuredCost, count_model_cost, median_time
 from restorevar_plugin.benchmark.interim_evaluation import evaluate_dataset
@@ -183,26 +182,24 @@ def image_stem(index, lq_path):
     return f'{index:05d}_{Path(lq_path).stem}'
 
 
-class LabelledProgress:
-    """A dataloader whose iteration shows a tqdm bar ``<method> | <dataset>``; other attributes are the loader's."""
+class LabelledDataset(Dataset):
+    """A dataset shown as ``<method> | <dataset>`` (its ``opt['name']``, which labels the evaluation's progress bar
+    and messages); items and every other attribute are the wrapped dataset's."""
 
-    def __init__(self, loader, description):
-        self.loader = loader
-        self.description = description
-
-    def __iter__(self):
-        yield from tqdm(self.loader, desc=self.description, unit='batch')
+    def __init__(self, dataset, label):
+        self.dataset = dataset
+        self.opt = dict(getattr(dataset, 'opt', None) or {}, name=f'{label} | {dataset.opt["name"]}')
 
     def __len__(self):
-        return len(self.loader)
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
 
     def __getattr__(self, name):
-        return getattr(self.loader, name)
-
-
-def _loader(dataset, dataset_opt, label):
-    loader = build_dataloader(dataset, dataset_opt, num_gpu=0, dist=False)
-    return LabelledProgress(loader, f'{label} | {dataset_opt["name"]}')
+        if name == 'dataset':  # not yet set (e.g. while unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 class BenchmarkRun:
@@ -244,7 +241,8 @@ class BenchmarkRun:
 
     def _fingerprint(self, model_opt, dataset_opt, checkpoints):
         digests = [sha256_file(path) for path in checkpoints]
-        return fingerprint(model_opt, dataset_opt, self.spec.protocol.metric_options(), digests)
+        return fingerprint(model_opt, dataset_opt, self.spec.protocol.metric_options(), self.spec.extra_metrics,
+                           digests)
 
     def _evaluate(self, model, label, slug, model_opt, checkpoints):
         """Evaluate ``model`` on every dataset with the row cache; returns ``(evaluations, images computed now)``."""
@@ -264,8 +262,9 @@ class BenchmarkRun:
                 cache.append(row)
                 new_rows.append(row)
 
-            evaluation = evaluate_dataset(model, _loader(self.datasets[name], dataset_opt, label), self.spec.protocol,
-                                          done=done, on_row=on_row, progress=False)
+            loader = build_dataloader(LabelledDataset(self.datasets[name], label), dataset_opt, num_gpu=0, dist=False)
+            evaluation = evaluate_dataset(model, loader, self.spec.protocol, extra_metrics=self.spec.extra_metrics,
+                                          done=done, on_row=on_row)
             evaluation.dataset = name
             evaluations[name] = evaluation
             computed += len(new_rows)

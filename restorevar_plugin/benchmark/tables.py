@@ -79,18 +79,18 @@ class Table:
         return {method: distinct.index(value) + 1 for method, value in printed.items() if distinct.index(value) < 2}
 
 
-def quality_tables(results, protocol):
+def quality_tables(results, metric_keys):
     """Table 1 (full-reference metrics, datasets with GT) and Table 2 (no-reference metrics, with an average).
 
     Args:
         results (list[MethodResult]): Methods then the degraded-input row.
-        protocol (EvaluationProtocol): The benchmark protocol (its metrics give the columns).
+        metric_keys (list[str]): Keys of :data:`METRICS` measured (the protocol's and those measured everywhere).
 
     Returns:
         list[Table]: The tables that have at least one column.
     """
-    reference = [METRICS[key].label for key in protocol.metrics if METRICS[key].needs_reference]
-    no_reference = [METRICS[key].label for key in protocol.metrics if not METRICS[key].needs_reference]
+    reference = [METRICS[key].label for key in metric_keys if METRICS[key].needs_reference]
+    no_reference = [METRICS[key].label for key in metric_keys if not METRICS[key].needs_reference]
     datasets = []
     for result in results:
         datasets += [name for name in result.evaluations if name not in datasets]
