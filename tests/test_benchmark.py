@@ -1,6 +1,7 @@
 """``basicsr benchmark``: tables, resume, missing weights, cost counting, ablation overrides."""
 import hashlib
 import re
+import shutil
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_commen
 from restorevar_plugin.cli import main
 from restorevar_plugin.harness import OptionError
 from restorevar_plugin.models.restoration_model import RestorationModel
+from restorevar_plugin.pretrained_files import PRETRAINED_FILES
+
+pytest_plugins = ['pretrained_fixtures']
 
 RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 1, 'num_feat': 8, 'num_block': 1,
         'num_grow_ch': 4}
@@ -151,6 +155,50 @@ def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests
     width, height = Image.open(next(grid.glob('*.png'))).size
     assert width == 4 * 32 + 3 * 4  # input, two methods, GT with 4 px gaps
     assert height == 22 + 2 * 32 + 4  # label strip, image, one zoomed crop row
+
+
+@pytest.fixture
+def iqa_home(alexnet_torch_home, empty_torch_home, no_network):
+    """A TORCH_HOME with random-init LPIPS backbone and MUSIQ files (pyiqa's layout); network forbidden."""
+    import pyiqa
+
+    hub = empty_torch_home
+    for key in ('lpips_alex', 'musiq'):
+        info = PRETRAINED_FILES[key]
+        (hub / info.hub_subdir).mkdir(parents=True, exist_ok=True)
+    alex = PRETRAINED_FILES['lpips_alex']
+    shutil.copy(alexnet_torch_home / 'hub' / alex.hub_subdir / alex.filename, hub / alex.hub_subdir / alex.filename)
+    torch.manual_seed(0)
+    musiq = pyiqa.create_metric('musiq', device='cpu', pretrained=False)
+    torch.save(musiq.net.state_dict(), hub / PRETRAINED_FILES['musiq'].hub_subdir / PRETRAINED_FILES['musiq'].filename)
+    return hub
+
+
+def test_table1_lpips_lower_is_better_and_table2_no_reference(bench_root, iqa_home):
+    options = benchmark_options('tables', images_per_dataset=0)
+    options['methods'] = options['methods'][:2]
+    options['datasets']['test_2']['degradations'] = ['rain']  # 2 images per dataset (MUSIQ is slow on CPU)
+    options['protocol'] = {'name': 'restorevar_paper', 'metrics': ['psnr', 'lpips', 'musiq'],
+                           'no_reference_on_paired': True}
+    option_file = write_yaml(bench_root / 'bench.yml', options)
+    results, _ = run_benchmark(option_file, bench_root)
+    markdown = (results / 'quality.md').read_text()
+    tables = markdown_tables(markdown)
+    datasets, metrics, rows = tables['Table 1: full-reference quality (paper Table 1 shape)']
+    assert metrics == ['PSNR (dB) ↑', 'LPIPS ↓'] * 2
+    datasets, metrics, rows = tables['Table 2: no-reference quality (paper Table 2 shape)']
+    assert datasets == ['haze', 'rain_snow', 'Average'] and metrics == ['MUSIQ ↑'] * 3
+    assert list(rows) == ['RRDB tiny', 'EDSR tiny', 'degraded input']
+    csv_rows = read_csv_without_comments(results / 'quality.csv')
+    value = {(row['table'], row['method'], row['dataset'], row['metric']): float(row['value']) for row in csv_rows}
+    for method in rows:
+        average = (value[('table2', method, 'haze', 'MUSIQ')] + value[('table2', method, 'rain_snow', 'MUSIQ')]) / 2
+        assert value[('table2', method, 'Average', 'MUSIQ')] == pytest.approx(average)
+    lpips = {method: round(value[('table1', method, 'haze', 'LPIPS')], 3) for method in ('RRDB tiny', 'EDSR tiny')}
+    table1_rows = tables['Table 1: full-reference quality (paper Table 1 shape)'][2]
+    for method, score in lpips.items():  # lower is better: the smaller LPIPS is bold
+        assert table1_rows[method][1].startswith('**') == (score == min(lpips.values()))
+    assert 'No-reference metrics musiq measured on every image' in markdown
 
 
 def test_benchmark_resumes_from_cached_rows(bench_root, count_tests, monkeypatch):
