@@ -337,12 +337,14 @@ def headless_chromium(profile_dir):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    browser, driver = shutil.which('chromium'), shutil.which('chromedriver')
+    assert browser and driver, 'the report test needs the Debian packages chromium and chromium-driver (see .ci/run)'
     options = webdriver.ChromeOptions()
-    options.binary_location = '/usr/bin/chromium'
+    options.binary_location = browser
     for flag in CHROME_FLAGS + (f'--user-data-dir={profile_dir}',):
         options.add_argument(flag)
     options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    return webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
+    return webdriver.Chrome(service=Service(driver), options=options)
 
 
 def test_report_in_a_headless_browser(bench_root, tmp_path):

@@ -8,13 +8,16 @@ from basicsr.archs import build_network
 from basicsr.models import build_model
 
 from conftest import REPO
+from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.evaluation import configured_metrics
 from restorevar_plugin.harness import check_registry_names
 from restorevar_plugin.models.stages import STAGES
 from test_restorevar_model import load_option_file
 
-OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
+ALL_OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
+BENCHMARKS = [path for path in ALL_OPTION_FILES if 'methods' in load_option_file(path)]  # `basicsr benchmark` files
+OPTION_FILES = [path for path in ALL_OPTION_FILES if path not in BENCHMARKS]
 FULL_SIZE = [path for path in OPTION_FILES if 'demo' not in path.parts]
 DEMO = [path for path in OPTION_FILES if 'demo' in path.parts]
 OFFICIAL_PARAMETERS = {
@@ -77,6 +80,25 @@ def test_full_size_networks_build_on_meta_with_official_sizes(path):
             block = {name: value for name, value in block.items() if name != 'repeat'}
             settings = paired_dataset_settings(dict(block, phase=key.split('_')[0]))
             assert settings.metas
+
+
+@pytest.mark.parametrize('path', BENCHMARKS, ids=ids(BENCHMARKS))
+def test_benchmark_option_file_checks_and_its_networks_build(path):
+    spec = load_benchmark_options(path, REPO)
+    assert spec.methods and spec.datasets
+    for method in spec.methods:
+        for key, network_opt in method.model_opt.items():
+            if key.startswith('network_') and 'demo' not in path.parts:
+                with torch.device('meta'):
+                    network = build_network(copy.deepcopy(network_opt))
+                expected = OFFICIAL_PARAMETERS.get(network_opt['type'])
+                if expected is not None:
+                    assert sum(param.numel() for param in network.parameters()) == expected, f'{method.label} {key}'
+
+
+def test_benchmark_option_files_exist():
+    names = {str(path.relative_to(REPO / 'options')) for path in BENCHMARKS}
+    assert {'benchmark_aior.yml', 'benchmark_generalization.yml', 'demo/benchmark_aior.yml'} <= names
 
 
 def test_paper_recipe_numbers():
