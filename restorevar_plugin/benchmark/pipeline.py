@@ -11,7 +11,7 @@ import torch
 from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
 from restorevar_plugin.benchmark.interim_evaluation import MEASUREMENT_NOTE
-from restorevar_plugin.benchmark.options import load_benchmark_options
+from restorevar_plugin.benchmark.options import DEGRADED_INPUT, load_benchmark_options, metric_info
 from restorevar_plugin.benchmark.provenance import collect_provenance
 from restorevar_plugin.benchmark.report import (
     bullet_list,
@@ -24,6 +24,7 @@ from restorevar_plugin.benchmark.report import (
 from restorevar_plugin.benchmark.runner import BenchmarkRun, choose_device
 from restorevar_plugin.benchmark.tables import (
     COST_FIELDS,
+    DECIMALS,
     QUALITY_FIELDS,
     cost_markdown,
     cost_rows,
@@ -148,6 +149,30 @@ def panels_of(selected, results):
     return panels
 
 
+def image_row(evaluation, selected):
+    """The evaluation row of a chosen image (its name ends with the file stem), or None."""
+    stem = selected.stem.split('_', 1)[1]
+    candidates = [position for position, row in enumerate(evaluation.rows)
+                  if row['image'] == stem or row['image'].endswith(f'_{stem}')]
+    if len(candidates) == 1:
+        return evaluation.rows[candidates[0]]
+    return evaluation.rows[selected.index] if selected.index in candidates else None
+
+
+def score_caption(result, selected):
+    """``'PSNR 24.67, SSIM 0.821'`` of one method on one chosen image (empty when not scored)."""
+    evaluation = result.evaluations.get(selected.dataset)
+    row = image_row(evaluation, selected) if evaluation is not None else None
+    if row is None:
+        return ''
+    parts = []
+    for key, value in row.items():
+        info = metric_info(key)
+        if info is not None and value is not None:
+            parts.append(f'{info.label} {value:.{DECIMALS.get(info.label, 3)}f}')
+    return ', '.join(parts)
+
+
 def write_grids(results_dir, run, results):
     """``grids/<dataset>/<image>.png`` for every chosen image; returns the written paths."""
     written = []
@@ -170,7 +195,9 @@ def write_report(results_dir, spec, tables, cost_table_rows, notes, run, results
     viewers, index = [], 0
     for name, chosen in run.selected.items():
         for selected in chosen:
-            panels = [(label, Path(path).relative_to(results_dir).as_posix())
+            captions = {result.label: score_caption(result, selected) for result in results}
+            captions['input'] = captions.get(DEGRADED_INPUT, '')
+            panels = [(label, Path(path).relative_to(results_dir).as_posix(), captions.get(label, ''))
                       for label, path in panels_of(selected, results)]
             viewers.append(viewer_html(f'{name}: {selected.stem}', panels, index))
             index += 1

@@ -115,11 +115,13 @@ def cost_table_html(rows):
 
 
 def viewer_html(title, panels, index):
-    """A viewer for one image: ``panels`` = ``[(label, relative src)]``; the first is shown."""
-    data = json.dumps([{'label': label, 'src': src} for label, src in panels])
-    buttons = ''.join(f'<button type="button" data-index="{i}"{" class=active" if i == 0 else ""}>{i + 1}: '
-                      f'{_escape(label)}</button>' for i, (label, _) in enumerate(panels))
-    first_label, first_src = panels[0]
+    """A viewer for one image: ``panels`` = ``[(label, relative src, score caption)]``; the first is shown."""
+    data = json.dumps([{'label': label, 'src': src} for label, src, _ in panels])
+    buttons = ''.join(f'<button type="button" data-index="{i}"{" class=active" if i == 0 else ""} '
+                      f'title="{_escape(caption)}">{i + 1}: {_escape(label)}'
+                      f'{f" <small>({_escape(caption)})</small>" if caption else ""}</button>'
+                      for i, (label, _, caption) in enumerate(panels))
+    first_label, first_src, _ = panels[0]
     return (f'<div class="viewer" id="viewer-{index}" data-index="0" data-panels="{_escape(data)}">'
             f'<h3>{_escape(title)}</h3><div>{buttons}</div>'
             f'<input type="range" min="0" max="{len(panels) - 1}" value="0" step="1" aria-label="panel"> '

@@ -3,8 +3,8 @@
 Layout under ``<root>/results/<name>/``::
 
     cache/<method>/<dataset>.jsonl   first line {"fingerprint": ...}, then one scored row per image, appended as
-                                     each image is done; a different fingerprint (options, weights, dataset or
-                                     protocol changed) discards the file and the method's pictures
+                                     each image is done; a different fingerprint (options, weights, dataset,
+                                     protocol or device changed) discards the file and the method's pictures
     cache/<method>/cost.json         FLOPs and parameters of one image, peak memory
     images/<dataset>/<image>/        input.png, gt.png and <method>.png of the images chosen for grids and report
 
@@ -242,7 +242,7 @@ class BenchmarkRun:
     def _fingerprint(self, model_opt, dataset_opt, checkpoints):
         digests = [sha256_file(path) for path in checkpoints]
         return fingerprint(model_opt, dataset_opt, self.spec.protocol.metric_options(), self.spec.extra_metrics,
-                           digests)
+                           digests, str(self.device))
 
     def _evaluate(self, model, label, slug, model_opt, checkpoints):
         """Evaluate ``model`` on every dataset with the row cache; returns ``(evaluations, images computed now)``."""
@@ -281,24 +281,34 @@ class BenchmarkRun:
                     imwrite(tensor2img(model.get_current_visuals()['result'][0]), str(target))
                 selected.files[slug] = target
 
-    def _cost(self, model, slug, model_opt, checkpoints, evaluations, computed):
-        """FLOPs / parameters of one image (cached), median time after warm-up, peak CUDA memory."""
+    def _counted_cost(self, model, slug, model_opt, checkpoints):
+        """FLOPs and parameters of one image of ``cost.dataset`` (``cache/<slug>/cost.json``), counted before the
+        evaluation so that nothing the model caches between images (e.g. context features) is left out."""
         path = self.results_dir / 'cache' / slug / 'cost.json'
         key = self._fingerprint(model_opt, self.spec.datasets[self.spec.cost['dataset']], checkpoints)
         stored = json.loads(path.read_text()) if path.is_file() else {}
         if stored.get('fingerprint') != key:
             dataset = self.datasets[self.spec.cost['dataset']]
-            counted = count_model_cost(model, default_collate([dataset[0]]))
-            stored = {'fingerprint': key, 'cost': asdict(counted)}
+            stored = {'fingerprint': key, 'cost': asdict(count_model_cost(model, default_collate([dataset[0]])))}
+            self._store(path, stored)
+        return stored
+
+    def _timed_cost(self, stored, slug, evaluations, computed):
+        """The counted cost plus the median time per image after warm-up and the peak CUDA memory."""
         if computed and self.device.type == 'cuda':
             stored['cost']['peak_memory_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        tmp = path.with_suffix('.json.tmp')
-        tmp.write_text(json.dumps(stored))
-        os.replace(tmp, path)
+            self._store(self.results_dir / 'cache' / slug / 'cost.json', stored)
         cost = MeasuredCost(**stored['cost'])
         seconds = [row.get('time_s') for evaluation in evaluations.values() for row in evaluation.rows]
         cost.time_s, cost.timed_images = median_time(seconds, self.spec.cost['warmup'])
         return cost
+
+    @staticmethod
+    def _store(path, stored):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(stored))
+        os.replace(tmp, path)
 
     def run_method(self, method):
         """Evaluate one method (or report its missing weights)."""
@@ -313,11 +323,11 @@ class BenchmarkRun:
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
         model = build_model(model_opt)
+        counted = self._counted_cost(model, method.slug, model_opt, checkpoints)  # first: no cache warmed up yet
         result.evaluations, result.computed_images = self._evaluate(model, method.label, method.slug, model_opt,
                                                                     checkpoints)
         self._save_visuals(model, method.slug)
-        result.cost = self._cost(model, method.slug, model_opt, checkpoints, result.evaluations,
-                                 result.computed_images)
+        result.cost = self._timed_cost(counted, method.slug, result.evaluations, result.computed_images)
         del model
         return result
 
