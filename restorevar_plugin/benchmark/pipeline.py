@@ -21,7 +21,7 @@ from restorevar_plugin.benchmark.report import (
     report_html,
     viewer_html,
 )
-from restorevar_plugin.benchmark.runner import BenchmarkRun, choose_device
+from restorevar_plugin.benchmark.runner import BenchmarkRun
 from restorevar_plugin.benchmark.tables import (
     COST_FIELDS,
     DECIMALS,
@@ -33,6 +33,7 @@ from restorevar_plugin.benchmark.tables import (
     quality_tables,
     table_markdown,
 )
+from restorevar_plugin.commands.restore import select_device
 
 LDM_STEPS = 20
 LDM_SIZE = 512
@@ -219,7 +220,8 @@ def run_benchmark(option_file, root, force_yml=None, device=None):
         tuple[Path, list[MethodResult]]: The results folder and the per-method results.
     """
     spec = load_benchmark_options(option_file, root, force_yml)
-    torch_device = choose_device(device or spec.device)
+    choice = device or spec.device
+    torch_device = select_device(None if choice == 'auto' else choice)
     run = BenchmarkRun(spec, torch_device)
     results = run.run()
     references = latent_diffusion_reference(LDM_STEPS, LDM_SIZE) if spec.cost['ldm_reference'] else []

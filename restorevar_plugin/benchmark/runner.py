@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 from basicsr.data import build_dataset
-from basicsr.models import build_model
-from basicsr.utils import imwrite, set_random_seed, tensor2img
+from basicsr.utils import imwrite, tensor2img
 from torch.utils.data import Dataset, default_collate
 
 from restorevar_plugin.benchmark.cost import MeasuredCost, count_model_cost, median_time
@@ -29,6 +28,7 @@ from restorevar_plugin.benchmark.interim_evaluation import evaluate_dataset
 from restorevar_plugin.benchmark.options import DEGRADED_INPUT, slugify
 from restorevar_plugin.benchmark.provenance import sha256_file
 from restorevar_plugin.commands.analyze_scales import select_indices
+from restorevar_plugin.commands.restore import build_inference_model
 from restorevar_plugin.harness import build_dataloader, finalize_options
 from restorevar_plugin.weights import resolve_checkpoint
 
@@ -135,13 +135,6 @@ class RowCache:
             handle.write(json.dumps(row) + '\n')
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def choose_device(option):
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
-    if option == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('device: cuda was asked for but no CUDA device is available')
-    return torch.device('cuda' if option == 'cuda' or (option == 'auto' and torch.cuda.is_available()) else 'cpu')
 
 
 def complete_model_options(method, spec, device):
@@ -319,10 +312,9 @@ class BenchmarkRun:
         result.missing = missing_checkpoints(checkpoints)
         if result.missing:
             return result
-        set_random_seed(int(model_opt.get('manual_seed') or 0))
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
-        model = build_model(model_opt)
+        model = build_inference_model(model_opt)
         counted = self._counted_cost(model, method.slug, model_opt, checkpoints)  # first: no cache warmed up yet
         result.evaluations, result.computed_images = self._evaluate(model, method.label, method.slug, model_opt,
                                                                     checkpoints)
