@@ -9,7 +9,8 @@ Schema (every path relative to the run's root, i.e. the current directory or ``-
     # protocol: {name: restorevar_paper, metrics: [musiq, clipiqa], no_reference_on_paired: true}
     methods:
       - label: RestoreVAR                    # row label (unique)
-        opt: options/restorevar_test.yml     # a model option file (its datasets are ignored), or
+        opt: options/restorevar_test.yml     # a model option file (its datasets are ignored; relative to the
+                                             # root, else the current directory, else this file's folder), or
         # model: {model_type: ..., network_g: ..., path: ..., val: ...}  (an inline model block)
         path: {pretrain_network_vqvae: pretrained/vae_restorevar.ckpt}   # weights, merged into path:
         force_yml: ['val:use_refiner=false'] # BasicSR --force_yml-style overrides of this method only
@@ -170,7 +171,8 @@ def _reject_unknown(options, known, where):
 
 
 def _find_model_file(value, root, option_dir, where):
-    candidates = [Path(value)] if Path(value).is_absolute() else [root / value, option_dir / value]
+    candidates = [Path(value)] if Path(value).is_absolute() else list(dict.fromkeys(
+        [root / value, Path.cwd() / value, option_dir / value]))
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()

@@ -87,10 +87,18 @@ def _ratio_lines(results, references):
     """The latent-diffusion reference's FLOPs over each method's, counted under the same convention."""
     if len(references) < 2:
         return []
-    ldm = references[-1]
-    return [f'{ldm.label}: {ldm.flops / result.cost.flops:.1f}x the FLOPs of {result.label} per image '
-            f'({ldm.flops / 1e12:.4g} T vs {result.cost.flops / 1e12:.4g} T at {result.cost.resolution})'
-            for result in results if result.cost is not None and result.cost.flops]
+    ldm, lines = references[-1], []
+    size = f'{LDM_SIZE}x{LDM_SIZE}'
+    for result in results:
+        if result.cost is None or not result.cost.flops:
+            continue
+        if result.cost.resolution != size:
+            lines.append(f'{result.label} was counted at {result.cost.resolution}, the latent-diffusion reference at '
+                         f'{size}: no FLOP ratio (FLOPs grow with the resolution)')
+            continue
+        lines.append(f'{ldm.label}: {ldm.flops / result.cost.flops:.1f}x the FLOPs of {result.label} per image '
+                     f'({ldm.flops / 1e12:.4g} T vs {result.cost.flops / 1e12:.4g} T, both at {size})')
+    return lines
 
 
 def _method_lines(spec):

@@ -253,6 +253,8 @@ COST_COLUMNS = [  # (field, markdown header, format)
     ('network_evaluations_per_image', 'Network evaluations / image', '{}'),
     ('time_per_image_s', 'Time / image (s, median)', '{:.4f}'),
     ('peak_memory_MiB', 'Peak memory (MiB)', '{:.0f}'),
+    ('device', 'Device', '{}'),
+    ('threads', 'Threads', '{}'),
     ('paper_time_s', 'Paper: time (s)', '{}'),
     ('paper_TFLOPs', 'Paper: TFLOPs', '{}'),
     ('paper_params_M', 'Paper: params (M)', '{}'),
