@@ -350,6 +350,7 @@ def headless_chromium(profile_dir):
 def test_report_in_a_headless_browser(bench_root, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
     option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('browser', images_per_dataset=1))
     results, _ = run_benchmark(option_file, bench_root)
@@ -386,6 +387,8 @@ def test_report_in_a_headless_browser(bench_root, tmp_path):
         assert image.get_attribute('src').endswith('/input.png')  # wraps around
         driver.find_element(By.TAG_NAME, 'body').send_keys('2')
         assert image.get_attribute('src').endswith('/RRDB_tiny.png')
+        Select(viewer.find_element(By.CSS_SELECTOR, 'select.zoom')).select_by_value('4')
+        assert image.size['width'] == 4 * 32  # enlarged 4x
         assert [entry for entry in driver.get_log('browser') if entry['level'] == 'SEVERE'] == []
     finally:
         driver.quit()

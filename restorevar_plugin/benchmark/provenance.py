@@ -56,16 +56,17 @@ class Provenance:
 
     Attributes:
         items (list[tuple[str, str]]): Ordered ``(key, value)`` pairs (version, commit, option file, ...).
-        checkpoints (list[tuple[str, str, str]]): ``(method, file name, sha256)`` per weight file.
+        checkpoints (list[tuple[str, str, str]]): ``(file path, sha256, methods using it)`` per weight file.
     """
 
     items: list
     checkpoints: list = field(default_factory=list)
 
     def lines(self):
-        """``key: value`` lines, then one ``checkpoint: <method>: <file> sha256 <hex>`` line per file."""
+        """``key: value`` lines, then one ``checkpoint: <file name> sha256 <hex> (<path>; <methods>)`` line per file."""
         lines = [f'{key}: {value}' for key, value in self.items]
-        lines += [f'checkpoint: {method}: {name} sha256 {digest}' for method, name, digest in self.checkpoints]
+        lines += [f'checkpoint: {Path(path).name} sha256 {digest} ({path}; used by {", ".join(methods)})'
+                  for path, digest, methods in self.checkpoints]
         return lines
 
     def markdown(self):
@@ -100,5 +101,8 @@ def collect_provenance(option_file, device, checkpoints):
         ('python', platform.python_version()),
         ('date', datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')),
     ]
-    digests = [(method, Path(path).name, sha256_file(path)) for method, path in checkpoints]
+    users = {}
+    for method, path in checkpoints:
+        users.setdefault(str(Path(path).resolve()), []).append(method)
+    digests = [(path, sha256_file(path), methods) for path, methods in users.items()]
     return Provenance(items=items, checkpoints=digests)

@@ -1,8 +1,9 @@
 """``report.html``: one static page (no server, no network) with the tables and an image viewer.
 
 The page holds the quality and cost tables (click a header to sort; the small script is inline), the protocol
-record, the provenance, and for each chosen image a viewer showing input, every method and GT at full resolution:
-buttons, a slider, or the keys 1-9 and left/right arrows (for the viewer last used) switch the picture. Images
+record, the provenance, and for each chosen image a viewer showing input, every method and GT at full resolution
+(optionally enlarged 2x / 4x, pixels kept sharp): buttons, a slider, or the keys 1-9 and left/right arrows (for
+the viewer last used) switch the picture. Images
 are files next to the page (``images/...``), referenced by relative paths.
 """
 import html
@@ -65,6 +66,10 @@ SCRIPT = """
       show(viewer, parseInt(e.target.value, 10));
     });
     viewer.addEventListener('mouseenter', function () { current = viewer; });
+    viewer.querySelector('select.zoom').addEventListener('change', function (e) {
+      var img = viewer.querySelector('img'), zoom = parseFloat(e.target.value);
+      img.style.width = zoom === 1 ? '' : (img.naturalWidth * zoom) + 'px';
+    });
   });
   document.addEventListener('keydown', function (e) {
     if (!current) { current = document.querySelector('.viewer'); }
@@ -125,7 +130,9 @@ def viewer_html(title, panels, index):
     return (f'<div class="viewer" id="viewer-{index}" data-index="0" data-panels="{_escape(data)}">'
             f'<h3>{_escape(title)}</h3><div>{buttons}</div>'
             f'<input type="range" min="0" max="{len(panels) - 1}" value="0" step="1" aria-label="panel"> '
-            f'showing <b class="shown">{_escape(first_label)}</b>'
+            f'showing <b class="shown">{_escape(first_label)}</b> &nbsp; zoom <select class="zoom" aria-label="zoom">'
+            '<option value="1">1x (full resolution)</option><option value="2">2x</option>'
+            '<option value="4">4x</option></select>'
             f'<div class="frame"><img src="{_escape(first_src)}" alt="{_escape(first_label)}"></div></div>')
 
 
