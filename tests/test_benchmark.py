@@ -9,7 +9,7 @@ import yaml
 from basicsr.archs import build_network
 
 from conftest import REPO
-from restorevar_plugin.benchmark.cost import count_flops, latent_diffusion_reference
+from restorevar_plugin.benchmark.cost import ParameterUse, count_flops, latent_diffusion_reference
 from restorevar_plugin.benchmark.options import apply_override, load_benchmark_options
 from restorevar_plugin.benchmark.pipeline import run_benchmark
 from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_comments
@@ -289,6 +289,14 @@ def test_flop_count_of_a_small_network_equals_the_hand_count():
     query = torch.rand(1, 2, 16, 8)  # CPU attention: Q K^T and A V, each 16 x 16 x 8 multiply-adds per head
     _, flops = count_flops(torch.nn.functional.scaled_dot_product_attention, query, query, query)
     assert flops == 2 * 2 * (2 * 16 * 16 * 8)
+
+
+def test_parameters_read_by_any_operation_are_counted_as_run():
+    used, unused = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    codebook = torch.nn.Parameter(torch.rand(10, 4))  # read by indexing and F.linear, never by a module call
+    with ParameterUse([*used.parameters(), *unused.parameters(), codebook]) as use:
+        used(torch.rand(2, 4)) + torch.nn.functional.linear(codebook[torch.tensor([1, 2])], used.weight)
+    assert use.used == {id(used.weight), id(used.bias), id(codebook)}
 
 
 def test_sd15_unet_reference_count():

@@ -15,6 +15,7 @@ same way: built from its published configuration on the ``meta`` device (no weig
 from dataclasses import dataclass
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
@@ -90,7 +91,7 @@ class MeasuredCost:
         resolution (str): ``'HxW'`` of the counted image.
         flops (int): FLOPs (2 x multiply-adds) per image.
         params (int): Parameters of all networks the model holds.
-        params_run (int): Parameters of the modules whose forward ran for the image.
+        params_run (int): Parameters read by any operation for the image.
         networks (dict): ``{attribute: (parameters, parameters run)}``.
         evaluations (int): Sequential evaluations of the main network per image.
         time_s (float | None): Median wall time per image after warm-up (None: no timed image).
@@ -119,28 +120,48 @@ def network_evaluations(model):
     return 1
 
 
+class ParameterUse(TorchFunctionMode):
+    """Records which of ``parameters`` appear as an argument of any torch function while the mode is active
+    (module calls, functional calls such as ``F.linear(x, weight)``, indexing of a codebook ...)."""
+
+    def __init__(self, parameters):
+        super().__init__()
+        self.watched = {id(parameter) for parameter in parameters}
+        self.used = set()
+
+    def _visit(self, value):
+        if isinstance(value, torch.Tensor):
+            if id(value) in self.watched:
+                self.used.add(id(value))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                self._visit(item)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self._visit(args)
+        self._visit(kwargs)
+        return func(*args, **kwargs)
+
+
 def count_model_cost(model, batch):
     """FLOPs and parameters of one ``feed_data(batch)`` + ``test()`` of ``model`` (``batch`` holds one image).
 
-    Parameters "run" are those owned by modules whose ``forward`` was called during the pass (a parameter used
-    outside any module call of its owner, e.g. a codebook read by another network, is not in that figure).
+    Parameters "run" are those any torch operation read during the pass (:class:`ParameterUse`).
     """
     networks = model_networks(model)
-    called, handles = set(), []
-    for network in networks.values():
-        for module in network.modules():
-            handles.append(module.register_forward_pre_hook(lambda module, args: called.add(id(module))))
-    try:
-        model.feed_data(batch)
+    parameters = [parameter for network in networks.values() for parameter in network.parameters()]
+    model.feed_data(batch)
+    with ParameterUse(parameters) as use:
         _, flops = count_flops(model.test)
-    finally:
-        for handle in handles:
-            handle.remove()
     breakdown = {}
     for name, network in networks.items():
-        run = sum(parameter.numel() for module in network.modules() if id(module) in called
-                  for parameter in module.parameters(recurse=False))
-        breakdown[name] = (parameter_count(network), run)
+        unique = {id(parameter): parameter for parameter in network.parameters()}
+        breakdown[name] = (parameter_count(network),
+                           sum(parameter.numel() for key, parameter in unique.items() if key in use.used))
     height, width = batch['lq'].shape[-2:]
     return MeasuredCost(resolution=f'{height}x{width}', flops=int(flops),
                         params=sum(total for total, _ in breakdown.values()),

@@ -128,8 +128,8 @@ def cost_notes(spec, results, references):
     """Lines printed under the cost table: the convention, what each column means, the LDM comparison."""
     warmup = spec.cost['warmup']
     notes = [FLOP_CONVENTION,
-             'Params: every network the model holds at test time; params run per image: those of modules whose '
-             'forward ran for the counted image (see the CSV networks column for the split).',
+             'Params: every network the model holds at test time; params run per image: those read by any '
+             'operation for the counted image (see the CSV networks column for the split per network).',
              'Network evaluations: sequential passes of the main network per image (RestoreVAR: one transformer '
              'pass per scale; single-pass networks: 1; latent diffusion: UNet steps).',
              f'Time: median wall time per image over every benchmark image after the first {warmup} (warm-up), '
