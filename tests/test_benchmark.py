@@ -220,6 +220,8 @@ def test_benchmark_resumes_from_cached_rows(bench_root, count_tests, monkeypatch
     cache = bench_root / 'results' / 'resume' / 'cache' / 'RRDB_tiny'
     cached = sum(len((cache / f'{name}.jsonl').read_text().splitlines()) - 1 for name in IMAGES)
     assert cached == 3  # four restorations: the FLOP count (first, cached in cost.json), then three images
+    with open(cache / 'rain_snow.jsonl', 'a', encoding='utf-8') as handle:
+        handle.write('{"image": "cut sh')  # a row an interruption cut short: ignored, recomputed
     calls = []
 
     def counted(self):

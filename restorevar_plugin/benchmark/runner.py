@@ -123,11 +123,15 @@ class RowCache:
         return rows, True
 
     def start(self, keep):
-        """Begin appending: a fresh file with the header unless ``keep`` (a valid cache is extended)."""
+        """Begin appending: a fresh file with the header unless ``keep`` (a valid cache is extended, after ending a
+        line an interruption cut short)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not keep:
             with open(self.path, 'w', encoding='utf-8') as handle:
                 handle.write(json.dumps({'fingerprint': self.fingerprint}) + '\n')
+        elif not self.path.read_bytes().endswith(b'\n'):
+            with open(self.path, 'a', encoding='utf-8') as handle:
+                handle.write('\n')
 
     def append(self, row):
         """Add one row (flushed to disk at once)."""
