@@ -257,9 +257,6 @@ def _datasets(value, root):
             raise OptionError(f'datasets.{key}: dataset name {dataset_opt["name"]!r} is used twice')
         datasets[dataset_opt['name']] = dataset_opt
     resolve_option_paths({'datasets': datasets}, root)
-    nested = {f'{name}.{key}': block for name, dataset_opt in datasets.items() for key, block in dataset_opt.items()
-              if isinstance(block, dict) and 'type' in block}  # e.g. InContextPairedDataset's query / context
-    resolve_option_paths({'datasets': nested}, root)
     check_registry_names({'model_type': 'SRModel', 'datasets': datasets})
     return datasets
 
