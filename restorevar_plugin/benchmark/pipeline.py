@@ -10,7 +10,6 @@ import torch
 
 from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
-from restorevar_plugin.benchmark.interim_evaluation import MEASUREMENT_NOTE
 from restorevar_plugin.benchmark.options import DEGRADED_INPUT, load_benchmark_options, metric_info
 from restorevar_plugin.benchmark.provenance import collect_provenance
 from restorevar_plugin.benchmark.report import (
@@ -65,7 +64,7 @@ def protocol_record(spec):
     if spec.extra_metrics:
         line += (f' No-reference metrics {", ".join(spec.extra_metrics)} measured on every image, with or without '
                  'GT.')
-    return f'{line} {MEASUREMENT_NOTE}'
+    return line
 
 
 def _image_counts(results):
