@@ -238,8 +238,8 @@ class BenchmarkRun:
 
     def _fingerprint(self, model_opt, dataset_opt, checkpoints):
         digests = [sha256_file(path) for path in checkpoints]
-        return fingerprint(model_opt, dataset_opt, self.spec.protocol.metric_options(), self.spec.extra_metrics,
-                           digests, str(self.device))
+        return fingerprint(model_opt, dataset_opt, self.spec.protocol.describe(), self.spec.protocol.metric_options(),
+                           self.spec.extra_metrics, digests, str(self.device))
 
     def _evaluate(self, model, label, slug, model_opt, checkpoints):
         """Evaluate ``model`` on every dataset with the row cache; returns ``(evaluations, images computed now)``."""
