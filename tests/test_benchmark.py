@@ -360,7 +360,7 @@ def headless_chromium(profile_dir):
 def test_report_in_a_headless_browser(bench_root, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('browser', images_per_dataset=1))
     results, _ = run_benchmark(option_file, bench_root)
@@ -390,7 +390,8 @@ def test_report_in_a_headless_browser(bench_root, tmp_path):
         for button in viewer.find_elements(By.TAG_NAME, 'button'):
             button.click()
             shown.append(image.get_attribute('src').rsplit('/', 1)[1])
-            assert driver.execute_script(loaded, image) == 32  # full resolution, the file exists
+            # the picture loads (the file exists) at full resolution
+            assert WebDriverWait(driver, 20).until(lambda driver: driver.execute_script(loaded, image)) == 32
         assert shown == ['input.png', 'RRDB_tiny.png', 'EDSR_tiny.png', 'gt.png']
         assert viewer.find_element(By.CSS_SELECTOR, '.shown').text == 'GT'
         driver.find_element(By.TAG_NAME, 'body').send_keys(Keys.ARROW_RIGHT)
