@@ -332,7 +332,7 @@ class RestoreVARTransformer(nn.Module):
         """
         self._check_vqvae(vqvae)
         start_tokens, cond_kvs = self._prepare_condition(cond)
-        kv_caches = [KVCache() for _ in self.blocks] if use_kv_cache else None
+        kv_caches = [KVCache(self.seq_len) for _ in self.blocks] if use_kv_cache else None
         with full_precision(cond.device):
             level_embeddings = self.lvl_embed(self.level_ids)
             tokens = start_tokens + level_embeddings[:self.scale_spans[0][1]]

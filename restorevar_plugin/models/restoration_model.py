@@ -15,6 +15,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.evaluation import validate
+from restorevar_plugin.models.inference_options import compile_requested, inference_autocast, inference_dtype
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 
 
@@ -58,16 +59,25 @@ class RestorationModel(PluginBaseModel, SRModel):
             self.model_ema(decay=self.ema_decay)
 
     def test(self):
-        """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``."""
+        """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``.
+
+        Runs under ``val.precision`` (fp32 / bf16 / fp16 autocast, see :mod:`.inference_options`); the output
+        is float32. ``val.compile`` compiles the network in place on the first test of a test run.
+        """
         net = getattr(self, 'net_g_ema', None) or self.get_bare_model(self.net_g)
-        multiple = (self.opt.get('val') or {}).get('size_multiple', 1)
+        val_opt = self.opt.get('val') or {}
+        dtype = inference_dtype(val_opt, self.device)
+        if not self.is_train and compile_requested(val_opt) and not getattr(self, '_compiled', False):
+            self.get_bare_model(net).compile()
+            self._compiled = True
+        multiple = val_opt.get('size_multiple', 1)
         height, width = self.lq.shape[-2:]
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
         lq = F.pad(self.lq, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else self.lq
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            self.output = net(*self.net_inputs(net, lq))[..., :height, :width]
+        with torch.no_grad(), inference_autocast(dtype, self.device):
+            self.output = net(*self.net_inputs(net, lq))[..., :height, :width].float()
         net.train(was_training)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):

@@ -32,6 +32,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from einops import rearrange
 
 from restorevar_plugin.evaluation import validate
+from restorevar_plugin.models.inference_options import (channels_last_requested, compile_requested, inference_autocast,
+                                                        inference_dtype)
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
 from restorevar_plugin.official_checkpoints import load_official_restorevar
@@ -166,16 +168,43 @@ class RestoreVARModel(PluginBaseModel):
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
+    def _inference_setup(self):
+        """Autocast dtype and image layout of inference from ``val`` (see :mod:`.inference_options`).
+
+        The first call of a test run (not training: the networks may be trained in between) also stores the
+        frozen VQVAE / decoder channels-last and compiles what ``val.compile`` asks for.
+
+        Returns:
+            tuple[torch.dtype | None, torch.memory_format]: autocast dtype (None = fp32) and the layout of
+            the images handed to the VQVAE.
+        """
+        val_opt = self.opt.get('val') or {}
+        dtype = inference_dtype(val_opt, self.device)
+        layout = torch.channels_last if channels_last_requested(val_opt) else torch.contiguous_format
+        if not self.is_train and not getattr(self, '_inference_prepared', False):
+            vqvaes = [net for attr, net in self.networks().items() if attr in ('net_vqvae', 'net_decoder')]
+            for vqvae in vqvaes:
+                vqvae.to(memory_format=layout)
+            if compile_requested(val_opt):
+                for vqvae in vqvaes:
+                    vqvae.encoder.compile()
+                    vqvae.decoder.compile()
+                if self.net_refiner is not None:
+                    self.get_bare_model(self.net_refiner).compile()
+            self._inference_prepared = True
+        return dtype, layout
+
     @torch.no_grad()
     def restore(self, lq, timer=None):
-        """Full pipeline on a batch at the model resolution.
+        """Full pipeline on a batch at the model resolution, in the precision of ``val.precision``.
 
         Args:
-            lq (Tensor): ``(B, 3, R, R)`` degraded images in [-1, 1], ``R = MultiScaleVQVAE.image_size`` (512 officially).
+            lq (Tensor): ``(B, 3, R, R)`` degraded images in [-1, 1], ``R = MultiScaleVQVAE.image_size``
+                (512 officially).
             timer (StepTimer | None): Accumulates the time of each step.
 
         Returns:
-            Tensor: ``(B, 3, R, R)`` restored images in [-1, 1].
+            Tensor: ``(B, 3, R, R)`` restored images in [-1, 1], float32.
         """
         measure = timer.measure if timer is not None else _untimed
         vqvae = self._inference_network('net_vqvae')
@@ -185,25 +214,27 @@ class RestoreVARModel(PluginBaseModel):
         val_opt = self.opt.get('val') or {}
         refiner = self._inference_network('net_refiner') if val_opt.get('use_refiner', True) else None
         decoder = self.get_bare_model(self.net_decoder) if self.net_decoder is not None else vqvae
+        dtype, layout = self._inference_setup()
         training = {name: net.training for name, net in self.networks().items()}
         for network in self.networks().values():
             network.eval()
-        with measure('encoder'):
-            cond = vqvae.encode_features(lq)
-        with measure('generation'):
-            generated = transformer.generate(cond, vqvae)
-        latent = generated.f_hat
-        if refiner is not None:
-            with measure('refiner'):
-                tokens = refiner(rearrange(latent, 'b c h w -> b (h w) c'), generated.last_hidden)
-                latent = rearrange(tokens, 'b (h w) c -> b c h w', h=latent.shape[-2])
-        with measure('decoder'):
-            restored = decoder.decode_latent(latent)
+        with inference_autocast(dtype, self.device):
+            with measure('encoder'):
+                cond = vqvae.encode_features(lq.contiguous(memory_format=layout))
+            with measure('generation'):
+                generated = transformer.generate(cond, vqvae)
+            latent = generated.f_hat
+            if refiner is not None:
+                with measure('refiner'):
+                    tokens = refiner(rearrange(latent, 'b c h w -> b (h w) c'), generated.last_hidden)
+                    latent = rearrange(tokens, 'b (h w) c -> b c h w', h=latent.shape[-2])
+            with measure('decoder'):
+                restored = decoder.decode_latent(latent.contiguous(memory_format=layout)).float()
         for name, network in self.networks().items():
             network.train(training[name])
         if timer is not None:
             timer.images += lq.shape[0]
-        return restored
+        return restored.contiguous()
 
     @torch.no_grad()
     def reconstruct(self, images, discrete=True, timer=None):

@@ -1,5 +1,4 @@
 """Key/value cache of one self-attention layer during next-scale generation."""
-import torch
 
 
 class KVCache:
@@ -7,14 +6,24 @@ class KVCache:
 
     The keys are stored already L2-normalised and rotated by RoPE (as the official code does), so a new
     scale only computes its own queries, keys and values and attends to everything cached before it.
+
+    The total number of tokens is known before generation: the storage ``(B, heads, capacity, head_dim)``
+    is allocated on the first :meth:`extend` and each scale is written into its slice. The returned keys and
+    values are views of the filled part, so no scale copies the earlier ones again (the official cache
+    concatenates, copying the whole prefix at every scale).
+
+    Args:
+        capacity (int): Tokens the cache will hold at most (``L``, all scales).
     """
 
-    def __init__(self):
+    def __init__(self, capacity):
+        self.capacity = capacity
         self.keys = None
         self.values = None
+        self.length = 0
 
     def __len__(self):
-        return 0 if self.keys is None else self.keys.shape[-2]
+        return self.length
 
     def extend(self, keys, values):
         """Append the current scale and return the keys and values of all tokens so far.
@@ -26,9 +35,13 @@ class KVCache:
         Returns:
             tuple[Tensor, Tensor]: ``(B, heads, len(self), head_dim)`` keys and values, oldest first.
         """
+        end = self.length + keys.shape[-2]
+        if end > self.capacity:
+            raise ValueError(f'KVCache of capacity {self.capacity} cannot hold {end} tokens')
         if self.keys is None:
-            self.keys, self.values = keys, values
-        else:
-            self.keys = torch.cat([self.keys, keys], dim=-2)
-            self.values = torch.cat([self.values, values], dim=-2)
-        return self.keys, self.values
+            shape = (*keys.shape[:-2], self.capacity, keys.shape[-1])
+            self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)
+        self.keys[..., self.length:end, :] = keys
+        self.values[..., self.length:end, :] = values
+        self.length = end
+        return self.keys[..., :end, :], self.values[..., :end, :]
