@@ -18,10 +18,12 @@ official config). :func:`restorevar_plugin.official_checkpoints.load_official_re
 stored official buffer with :meth:`RestoreVARTransformer.official_buffers` (a mismatch means another
 ``patch_nums`` or head size and raises) and drops it, then loads the parameters strictly.
 """
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from basicsr.archs.swinir_arch import DropPath
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -54,7 +56,12 @@ def _is_base_var_only_key(key):
 
 
 def full_precision(device):
-    """Context in which autocast is off on ``device`` (the official model embeds tokens in fp32)."""
+    """Context in which autocast is off on ``device`` (the official model embeds tokens in fp32).
+
+    The ``meta`` device (FLOP counting) has no autocast: nothing to switch off there.
+    """
+    if device.type == 'meta':
+        return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, enabled=False)
 
 
@@ -248,10 +255,23 @@ class RestoreVARTransformer(nn.Module):
                              f'degraded image (before quant_conv), got {tuple(cond.shape)}')
 
     def _embed_condition(self, cond):
-        """Projected condition tokens ``(B, G*G, Cvae)`` and the cross-attention source ``(B, G*G, C)``."""
+        """Projected condition tokens ``(B, G*G, Cvae)`` and the normalised cross-attention source, factored.
+
+        The cross-attention source ``word_embed_cond(cond_tokens) + lvl_embed_cond`` ``(B, G*G, C)`` is affine
+        in the ``Cvae``-channel tokens, so after a LayerNorm's centring and scaling (every block's ``norm_kv``,
+        eps 1e-5) it equals ``coefficients @ basis``: ``coefficients`` ``(B, G*G, Cvae + 1)`` are ``[tokens, 1]``
+        times each token's inverse standard deviation, ``basis`` ``(Cvae + 1, C)`` the centred rows of the
+        affine map. Each block then projects the basis instead of the G*G tokens (exact up to rounding).
+        """
         self._check_cond(cond)
         cond_tokens = self.cond_proj4(rearrange(cond, 'b c h w -> b (h w) c'))
-        return cond_tokens, self.word_embed_cond(cond_tokens) + self.lvl_embed_cond.weight[0]
+        bias = self.word_embed_cond.bias + self.lvl_embed_cond.weight[0]
+        affine = torch.cat([self.word_embed_cond.weight.T, bias[None]])
+        basis = affine - affine.mean(dim=1, keepdim=True)
+        coefficients = F.pad(cond_tokens, (0, 1), value=1.0)
+        variance = torch.matmul(coefficients, basis).square().mean(dim=-1, keepdim=True)
+        coefficients = coefficients * torch.rsqrt(variance + self.blocks[0].cross_attn.norm_kv.eps)
+        return cond_tokens, (coefficients, basis)
 
     def _start_tokens(self, cond_tokens):
         """``(B, patch_nums[0]**2, C)`` start tokens: null-class embedding + gated global condition vector."""
@@ -266,9 +286,10 @@ class RestoreVARTransformer(nn.Module):
         does; the per-block key/value projections follow the ambient precision.
         """
         with full_precision(cond.device):
-            cond_tokens, cond_seq = self._embed_condition(cond.float())
+            cond_tokens, (coefficients, basis) = self._embed_condition(cond.float())
             start_tokens = self._start_tokens(cond_tokens)
-        return start_tokens, [block.cross_attn.condition_kv(cond_seq, self.rope_cond) for block in self.blocks]
+        return start_tokens, [block.cross_attn.condition_kv(coefficients, basis, self.rope_cond)
+                              for block in self.blocks]
 
     def _run_blocks(self, x, rope, cond_kvs, attn_mask=None, kv_caches=None):
         kv_caches = kv_caches or [None] * self.depth

@@ -92,7 +92,7 @@ class GatedCrossAttention(nn.Module):
     ``gain`` is one scalar initialised to 0, so a fresh block ignores the condition.
 
     The keys and values depend only on the condition: :meth:`condition_kv` computes them once per image
-    and :meth:`forward` reuses them for every scale.
+    (the official code recomputes them in every block at every scale) and :meth:`forward` reuses them.
 
     Args:
         dim (int): Token channels C (the condition tokens have C channels too).
@@ -112,17 +112,25 @@ class GatedCrossAttention(nn.Module):
         self.scale_mul_1H11 = _temperature_parameter(num_heads)
         self.gain = nn.Parameter(torch.tensor(0.0))
 
-    def condition_kv(self, cond, cond_rope):
-        """Keys (normalised, rotated) and values of the condition tokens.
+    def condition_kv(self, coefficients, basis, cond_rope):
+        """Keys (normalised, rotated) and values of the condition tokens, from their factored form.
+
+        The condition tokens after the LayerNorm's centring and scaling (before its affine) are given as
+        ``coefficients @ basis`` (see ``RestoreVARTransformer._embed_condition``): then
+        ``kv_proj(norm_kv(cond)) = coefficients @ kv_proj(basis * weight) + kv_proj(bias)``, which projects
+        ``r`` basis rows instead of M tokens (the same values up to rounding).
 
         Args:
-            cond (Tensor): ``(B, M, C)`` condition tokens.
+            coefficients (Tensor): ``(B, M, r)``.
+            basis (Tensor): ``(r, C)``.
             cond_rope (Tensor): ``(M, head_dim / 2)`` complex RoPE table of the condition grid.
 
         Returns:
             tuple[Tensor, Tensor]: Keys and values, each ``(B, heads, M, head_dim)``.
         """
-        k, v = _split_heads(self.kv_proj(self.norm_kv(cond)), self.num_heads, parts=2)
+        kv_basis = F.linear(basis * self.norm_kv.weight, self.kv_proj.weight)
+        kv = torch.matmul(coefficients, kv_basis) + F.linear(self.norm_kv.bias, self.kv_proj.weight)
+        k, v = _split_heads(kv, self.num_heads, parts=2)
         return apply_rope(F.normalize(k, dim=-1), cond_rope), v
 
     def forward(self, x, rope, cond_kv):

@@ -1,0 +1,253 @@
+"""Per-component wall time and peak memory of RestoreVAR inference: our path against the official procedure.
+
+One run, same random weights (the full configuration: VQVAE ch 160, transformer d16, refiner 384 x 12), same
+images and CPU, so the printed ratios are measured under the same load. Variants, per size and batch:
+
+* ``official``: :func:`official_procedure.official_restore` (all encoder taps, cross-attention K/V recomputed
+  in every block at every scale, explicit-matmul attention, one image at a time, NCHW fp32);
+* ``fp32-nchw``: ``RestoreVARModel.restore`` exact, with ``val.channels_last: false`` (the layout ablation);
+* ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE), the default;
+* ``bf16``: ``RestoreVARModel.restore`` with ``val.precision: bf16``.
+
+Also timed: one teacher-forced forward of the transformer over the same tokens (the floor of next-scale
+generation), against our KV-cached generation (target <= 1.15x). Peak memory is the peak resident set size
+of the process during each component (Linux ``/proc/self/clear_refs``), minus the resident size before it:
+the memory the component adds on top of the weights; on GPU ``torch.cuda.max_memory_allocated``.
+
+Examples::
+
+    python benchmarks/inference.py --sizes 256 --batches 1 8        # ~10 min on 2 idle cores
+    python benchmarks/inference.py --sizes 512 --batches 1 --variants official fp32 bf16
+    python benchmarks/inference.py --sizes 256 --batches 1 --profile    # + torch.profiler top operators
+"""
+import argparse
+import contextlib
+import copy
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+import restorevar_plugin  # noqa: F401  (compat shims before basicsr)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official_procedure import official_restore  # noqa: E402
+
+PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
+STEPS = ('encoder', 'generation', 'refiner', 'decoder')
+VARIANTS = ('official', 'fp32-nchw', 'fp32', 'bf16')
+
+
+def cpu_name():
+    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
+    with contextlib.suppress(OSError):
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or 'unknown CPU'
+
+
+def _status_kib(field):
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise RuntimeError(f'{field} missing from /proc/self/status')
+
+
+class ComponentMeter:
+    """``measure(name)`` context manager: wall seconds and peak added memory (MiB) per named step.
+
+    Has the interface of ``RestoreVARModel``'s ``StepTimer`` (``measure``, ``images``) so that ``restore``
+    and the official procedure report into it. Each step is also a ``record_function`` range for the profiler.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.seconds = defaultdict(float)
+        self.peak_mib = defaultdict(float)
+        self.images = 0
+
+    def _sync(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def _reset_peak(self):
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return torch.cuda.memory_allocated(self.device)
+        Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current resident size
+        return _status_kib('VmRSS') * 1024
+
+    def _peak(self):
+        if self.device.type == 'cuda':
+            return torch.cuda.max_memory_allocated(self.device)
+        return _status_kib('VmHWM') * 1024
+
+    @contextlib.contextmanager
+    def measure(self, name):
+        self._sync()
+        before = self._reset_peak()
+        start = time.perf_counter()
+        with record_function(name):
+            yield
+        self._sync()
+        self.seconds[name] += time.perf_counter() - start
+        self.peak_mib[name] = max(self.peak_mib[name], (self._peak() - before) / 2**20)
+
+    def total(self):
+        return sum(self.seconds[step] for step in STEPS)
+
+
+def model_options(size, device):
+    """Option dict of a test-mode ``RestoreVARModel`` with the official configuration at ``size`` px."""
+    patch_nums = list(PATCH_NUMS[size])
+    seq_len = sum(pn * pn for pn in patch_nums)
+    return {
+        'name': f'bench_{size}', 'model_type': 'RestoreVARModel', 'is_train': False, 'dist': False, 'rank': 0,
+        'world_size': 1, 'num_gpu': 1 if device.type == 'cuda' else 0, 'path': {},
+        'network_vqvae': {'type': 'MultiScaleVQVAE', 'patch_nums': patch_nums},
+        'network_g': {'type': 'RestoreVARTransformer', 'depth': 16, 'patch_nums': patch_nums},
+        'network_refiner': {'type': 'LatentRefinerTransformer', 'seq_len': patch_nums[-1]**2, 'seq_len_cond': seq_len},
+        'val': {'precision': 'fp32', 'channels_last': True},
+    }
+
+
+def build_test_model(opt):
+    """``basicsr.models.build_model`` (imported here: basicsr must come after the plugin's shims)."""
+    from basicsr.models import build_model
+    return build_model(opt)
+
+
+def run_variant(variant, model, reference_vqvae, images, device):
+    """Time one variant on ``images`` ``(B, 3, R, R)``; returns (meter, restored images, per-scale indices)."""
+    meter = ComponentMeter(device)
+    if variant == 'official':
+        out = official_restore(reference_vqvae, model.net_g, model.net_refiner, images, timer=meter.measure)
+        return meter, out['image'], out['indices']
+    val = model.opt['val']
+    val['precision'] = 'bf16' if variant == 'bf16' else 'fp32'
+    channels_last = variant != 'fp32-nchw'
+    if val['channels_last'] != channels_last:  # the layout is applied on the first restore of a test run
+        val['channels_last'] = channels_last
+        model._inference_prepared = False
+    captured = {}
+    generate = model.net_g.generate
+
+    def generate_and_keep(*args, **kwargs):
+        captured['result'] = generate(*args, **kwargs)
+        return captured['result']
+
+    model.net_g.generate = generate_and_keep
+    try:
+        restored = model.restore(images, timer=meter)
+    finally:
+        del model.net_g.generate
+    return meter, restored, captured['result'].indices
+
+
+@torch.no_grad()
+def teacher_forced_seconds(model, images, indices):
+    """Wall time of one teacher-forced transformer forward over the generated tokens (fp32)."""
+    vqvae, transformer = model.net_vqvae, model.net_g
+    cond = vqvae.encode_features(images.contiguous(memory_format=torch.channels_last))
+    teacher_input = vqvae.indices_to_teacher_input(indices)
+    start = time.perf_counter()
+    transformer(cond, teacher_input)
+    return time.perf_counter() - start
+
+
+def psnr(a, b):
+    """PSNR in dB between images in [-1, 1] (peak-to-peak 2)."""
+    mse = (a.float() - b.float()).square().mean().item()
+    return float('inf') if mse == 0 else 10 * torch.log10(torch.tensor(4.0 / mse)).item()
+
+
+def load_line():
+    one, five, _ = os.getloadavg()
+    return f'load average {one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} cores'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', nargs='+', type=int, default=[256, 512], choices=sorted(PATCH_NUMS))
+    parser.add_argument('--batches', nargs='+', type=int, default=[1, 8])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--repeats', type=int, default=1, help='rounds over the variants (fastest kept)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--no-teacher', action='store_true', help='skip the teacher-forced forward')
+    parser.add_argument('--profile', action='store_true', help='print torch.profiler top operators of fp32')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    print(f'CPU {cpu_name()}; {torch.get_num_threads()} torch threads; torch {torch.__version__}; device {device}; '
+          f'random weights (full config: VQVAE 108.9 M, d16 transformer, refiner 384 x 12)')
+    print(f'start: {load_line()}')
+    for size in args.sizes:
+        torch.manual_seed(0)
+        model = build_test_model(model_options(size, device))
+        reference_vqvae = copy.deepcopy(model.net_vqvae)  # stays NCHW, as the official code runs
+        for batch in args.batches:
+            images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch), device=device)
+            images = images * 2 - 1
+            results = {}
+            for _ in range(args.repeats):  # rounds over the variants, so that load changes hit all of them
+                for variant in args.variants:
+                    run = run_variant(variant, model, reference_vqvae, images, device)
+                    if variant not in results or run[0].total() < results[variant][0].total():
+                        results[variant] = run
+                    print(f'  [{size} px, batch {batch}] {variant}: {run[0].total():.2f} s, {load_line()}', flush=True)
+            teacher = None
+            if not args.no_teacher and 'fp32' in results:
+                teacher = min(teacher_forced_seconds(model, images, results['fp32'][2]) for _ in range(args.repeats))
+            report(size, batch, results, teacher)
+            if args.profile and batch == args.batches[0]:
+                profile_fp32(model, reference_vqvae, images, device)
+    print(f'end: {load_line()}')
+
+
+def report(size, batch, results, teacher):
+    """Print the per-component table of one size and batch, with ratios to the official procedure."""
+    print(f'\n{size} px, batch {batch}: seconds per image (peak added MiB) per component')
+    print(f'{"variant":>10} ' + ' '.join(f'{step:>17}' for step in STEPS) + f' {"total s/img":>11} {"vs official":>11}')
+    official = results.get('official')
+    for variant, (meter, _, _) in results.items():
+        cells = ' '.join(f'{meter.seconds[step] / batch:8.3f} ({meter.peak_mib[step]:6.0f})' for step in STEPS)
+        ratio = f'{meter.total() / official[0].total():10.3f}x' if official else ''
+        print(f'{variant:>10} {cells} {meter.total() / batch:11.3f} {ratio:>11}')
+    if official:
+        for variant, (meter, _, _) in results.items():
+            if variant == 'official':
+                continue
+            ratios = ' '.join(f'{step} {meter.seconds[step] / official[0].seconds[step]:.3f}x' for step in STEPS)
+            print(f'  {variant} / official per component: {ratios}')
+    reference = results.get('official') or results.get('fp32')
+    for variant, (_, restored, indices) in results.items():
+        same = sum(int((a == b).sum()) for a, b in zip(indices, reference[2]))
+        total = sum(a.numel() for a in indices)
+        print(f'  {variant}: greedy indices equal to {"official" if official else "fp32"} {same}/{total} '
+              f'({100 * same / total:.2f}%), max |image diff| {(restored - reference[1]).abs().max().item():.2e}, '
+              f'PSNR {psnr(restored, reference[1]):.1f} dB')
+    if teacher is not None:
+        generation = results['fp32'][0].seconds['generation']
+        print(f'  generation (KV cache, fp32) {generation:.2f} s vs one teacher-forced forward over the same tokens '
+              f'{teacher:.2f} s: {generation / teacher:.3f}x (target <= 1.15x)')
+    print()
+
+
+def profile_fp32(model, reference_vqvae, images, device):
+    """torch.profiler of one exact restore and one official run: per-component totals and top operators."""
+    for variant in ('official', 'fp32'):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run_variant(variant, model, reference_vqvae, images, device)
+        print(f'--- torch.profiler, {variant}, top operators by self CPU time')
+        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=15, max_name_column_width=45))
+
+
+if __name__ == '__main__':
+    main()
