@@ -115,6 +115,7 @@ def test_model_restore_equals_the_official_procedure_and_keeps_fp32_islands_unde
     for hook in hooks:
         hook.remove()
     assert seen == {'ffn': torch.bfloat16, 'embed': torch.float32}
+    assert model.net_g.blocks[0].ffn.fc1.weight.dtype == torch.float32  # cast for the call only
     assert reduced.dtype == torch.float32 and reduced.shape == restored.shape
     assert 0 < (reduced - restored).abs().max() < 0.5
 

@@ -52,6 +52,36 @@ def inference_autocast(dtype, device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def linear_weights_in(dtype, modules):
+    """Within the context, the weights and biases of every ``nn.Linear`` in ``modules`` are held in ``dtype``.
+
+    Autocast casts a Linear's float32 weight to the autocast dtype at every call and caches the cast only for
+    parameters that require gradients, which frozen inference networks do not: a network called once per
+    scale (the transformer's blocks and head) would re-cast all its weights at every scale. Casting them once
+    here gives the same values (the same rounding) at the cost of one cast per batch. The original float32
+    tensors are put back on exit. A no-op for ``dtype=None``. Use only under autocast to ``dtype``.
+
+    Args:
+        dtype (torch.dtype | None): bfloat16 / float16, or None.
+        modules (Iterable[nn.Module]): Modules whose Linear layers to cast (their fp32 islands excluded).
+    """
+    originals = []
+    if dtype is not None:
+        for module in modules:
+            for layer in module.modules():
+                if isinstance(layer, torch.nn.Linear):
+                    for param in (layer.weight, layer.bias):
+                        if param is not None:
+                            originals.append((param, param.data))
+                            param.data = param.data.to(dtype)
+    try:
+        yield
+    finally:
+        for param, data in originals:
+            param.data = data
+
+
 def compile_requested(val_opt):
     """True when ``val.compile`` is set (a bool is required)."""
     value = (val_opt or {}).get('compile', False)

@@ -33,7 +33,7 @@ from einops import rearrange
 
 from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.inference_options import (channels_last_requested, compile_requested, inference_autocast,
-                                                        inference_dtype)
+                                                        inference_dtype, linear_weights_in)
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
 from restorevar_plugin.official_checkpoints import load_official_restorevar
@@ -221,7 +221,7 @@ class RestoreVARModel(PluginBaseModel):
         with inference_autocast(dtype, self.device):
             with measure('encoder'):
                 cond = vqvae.encode_features(lq.contiguous(memory_format=layout))
-            with measure('generation'):
+            with measure('generation'), linear_weights_in(dtype, [transformer.blocks, transformer.head]):
                 generated = transformer.generate(cond, vqvae)
             latent = generated.f_hat
             if refiner is not None:
