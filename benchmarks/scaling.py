@@ -63,15 +63,13 @@ def build(depth, patch_nums, device):
 
 @torch.no_grad()
 def generation_flops(depth, patch_nums):
-    """FLOPs of one greedy generation (batch 1), counted on ``meta``: (total, attention-core part)."""
+    """FLOPs of one greedy generation (batch 1), counted on ``meta``."""
     transformer, vqvae = build(depth, patch_nums, 'meta')
     cond = torch.zeros(1, transformer.z_channels, patch_nums[-1], patch_nums[-1], device='meta')
     counter = FlopCounterMode(display=False)
     with counter:
         transformer.generate(cond, vqvae)
-    attention = sum(count for op, count in counter.get_flop_counts()['Global'].items()
-                    if 'scaled_dot_product' in str(op))
-    return counter.get_total_flops(), attention
+    return counter.get_total_flops()
 
 
 def raster_flops(depth, side, kv_cache):
@@ -130,7 +128,8 @@ def plot(path, sides, flops, raster, raster_cached, times):
         if points:
             right.loglog([n for n, _ in points], [t for _, t in points], 'o-', label=f'd{depth}')
     right.set(xlabel='latent side n', ylabel='seconds', title='generation wall time (CPU, batch 1, fp32)')
-    right.legend(fontsize=8)
+    if any(times.values()):
+        right.legend(fontsize=8)
     figure.tight_layout()
     tmp = path.with_suffix('.tmp.png')
     figure.savefig(tmp, dpi=120)
@@ -153,8 +152,7 @@ def main():
     for size, schedule in schedules.items():
         print(f'  {size:>5} px  n={size // DOWNSAMPLE:>3}  L={sum(p * p for p in schedule):>6}  {schedule}')
 
-    counted = {depth: [generation_flops(depth, schedules[size]) for size in SIZES] for depth in DEPTHS}
-    flops = {depth: [total for total, _ in values] for depth, values in counted.items()}
+    flops = {depth: [generation_flops(depth, schedules[size]) for size in SIZES] for depth in DEPTHS}
     raster = [raster_flops(DEPTHS[0], n, kv_cache=False) for n in sides]
     raster_cached = [raster_flops(DEPTHS[0], n, kv_cache=True) for n in sides]
     times = {depth: [] for depth in args.time_depths}
@@ -180,8 +178,6 @@ def main():
         if len(points) > 1:
             exps = local_exponents([n for n, _ in points], [t for _, t in points])
             print(f'  measured time d{depth}: ' + ', '.join(f'{a:.2f}' for a in exps))
-    print('attention-core share of next-scale FLOPs (d16): '
-          + ', '.join(f'n={n}: {100 * attn / total:.1f}%' for n, (total, attn) in zip(sides, counted[DEPTHS[0]])))
     print('next-scale / raster AR (no KV cache) FLOPs, d16: '
           + ', '.join(f'n={n}: {a / b:.2e}' for n, a, b in zip(sides, flops[DEPTHS[0]], raster)))
     out = Path(args.out)
