@@ -1,4 +1,5 @@
 """Shared pytest fixtures: small real images on disk and tiny option files."""
+import logging
 import os
 import subprocess
 import sys
@@ -140,3 +141,18 @@ def toy_root(tmp_path):
     root = tmp_path / 'root'
     write_paired_folders(root / 'data')
     return root
+
+
+@pytest.fixture
+def basicsr_log():
+    """Records logged by BasicSR's root logger (it does not propagate to pytest's caplog)."""
+    logger = logging.getLogger('basicsr')
+    records = []
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = records.append
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

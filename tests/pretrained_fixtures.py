@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from restorevar_plugin.pretrained_files import PRETRAINED_FILES
+from restorevar_plugin.checkpoints import CHECKPOINTS
 
 
 def use_torch_home(monkeypatch, root):
@@ -40,7 +40,7 @@ def empty_torch_home(monkeypatch, tmp_path):
 def alexnet_torch_home(tmp_path_factory):
     """A TORCH_HOME folder holding a random-init torchvision AlexNet state dict under LPIPS's backbone file name."""
     root = tmp_path_factory.mktemp('torch_home')
-    target = root / 'hub' / PRETRAINED_FILES['lpips_alex'].hub_subdir / PRETRAINED_FILES['lpips_alex'].filename
+    target = root / 'hub' / CHECKPOINTS['lpips_alex'].hub_subdir / CHECKPOINTS['lpips_alex'].filename
     target.parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), target)

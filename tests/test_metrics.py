@@ -16,6 +16,7 @@ from pyiqa.default_model_configs import DEFAULT_CONFIGS
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from restorevar_plugin.checkpoints import CHECKPOINTS
 from restorevar_plugin.losses.lpips_loss import LPIPSLoss
 from restorevar_plugin.metrics.iqa_metric import calculate_clipiqa, calculate_musiq, iqa_network
 from restorevar_plugin.metrics.lpips_metric import calculate_lpips, lpips_network, lpips_tensor
@@ -26,7 +27,6 @@ from restorevar_plugin.metrics.skimage_metric import (
     psnr_skimage_tensor,
     ssim_skimage_tensor,
 )
-from restorevar_plugin.pretrained_files import PRETRAINED_FILES
 
 pytest_plugins = ['pretrained_fixtures']  # empty_torch_home, lpips_home, no_network
 
@@ -115,13 +115,16 @@ def test_metric_directions_agree_with_pyiqa():
 
 
 def test_pretrained_file_facts_match_the_libraries():
-    assert PRETRAINED_FILES['lpips_alex'].url == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url
-    assert PRETRAINED_FILES['lpips_vgg'].url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert CHECKPOINTS['lpips_alex'].url == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url
+    assert CHECKPOINTS['lpips_vgg'].url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
     assert DEFAULT_CONFIGS['musiq']['metric_opts']['pretrained'] == 'koniq10k'
-    assert PRETRAINED_FILES['musiq'].url == default_model_urls['koniq10k']
+    assert CHECKPOINTS['musiq'].url == default_model_urls['koniq10k']
     assert DEFAULT_CONFIGS['clipiqa']['metric_opts'] == {'type': 'CLIPIQA'}
-    assert PRETRAINED_FILES['clipiqa'].url == _MODELS['RN50']
-    for info in PRETRAINED_FILES.values():
+    assert CHECKPOINTS['clipiqa'].url == _MODELS['RN50']
+    for info in CHECKPOINTS.values():
+        if info.hub_subdir is None:
+            continue
+        assert info.sha256[:8] in info.filename or info.sha256 in info.url
         assert info.url.endswith('/' + info.filename)
 
 
@@ -156,7 +159,7 @@ def test_no_reference_metrics_name_missing_files(empty_torch_home, tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         calculate_musiq(bgr(pred), bgr(gt))
     assert str(hub / 'pyiqa' / 'musiq_koniq_ckpt-e95806b9.pth') in str(error.value)
-    assert PRETRAINED_FILES['musiq'].url in str(error.value) and 'pretrained_model_path' in str(error.value)
+    assert CHECKPOINTS['musiq'].url in str(error.value) and 'pretrained_model_path' in str(error.value)
     with pytest.raises(FileNotFoundError) as error:
         calculate_clipiqa(bgr(pred), bgr(gt))
     assert str(hub / 'clip' / 'RN50.pt') in str(error.value) and 'clip_model_path' in str(error.value)

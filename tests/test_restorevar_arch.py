@@ -1,5 +1,4 @@
 """RestoreVAR transformer: official layout and counts, RoPE, masks, gates, KV-cached generation, loading."""
-import logging
 import math
 
 import pytest
@@ -11,7 +10,7 @@ from restorevar_plugin.archs.layers.rope2d import (apply_rope, grid_rope_table, 
 from restorevar_plugin.archs.refiner_arch import LatentRefinerTransformer
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-from restorevar_plugin.official_checkpoints import load_official_restorevar, load_official_vqvae
+from restorevar_plugin.checkpoints import load_network, load_official_restorevar, load_var_pretrained
 
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 TINY_PATCH_NUMS = (1, 2, 3, 4)
@@ -96,21 +95,6 @@ def tiny_transformer(seed=1, gates=0.0):
 def random_cond(batch, seed):
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 8, 4, 4, generator=generator)
-
-
-@pytest.fixture
-def basicsr_log():
-    """Records logged by BasicSR's root logger (it does not propagate to pytest's caplog)."""
-    logger = logging.getLogger('basicsr')
-    records = []
-    handler = logging.Handler(level=logging.INFO)
-    handler.emit = records.append
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 # ---------------------------------------------------------------------------------------- full-size (meta)
@@ -448,18 +432,18 @@ def test_official_vqvae_checkpoint_loads_strictly(tmp_path):
     torch.save(state, tmp_path / 'vae_tiny.pth')
     target = MultiScaleVQVAE(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1,
                              patch_nums=TINY_PATCH_NUMS)
-    report = load_official_vqvae(tmp_path / 'vae_tiny.pth', target)
-    assert report['layout'] == 'flat' and report['keys'] == len(state) and report['dropped'] == []
-    assert 'ema_vocab_hit_SV' in report['notes'][0]
+    report = load_network(target, tmp_path / 'vae_tiny.pth')
+    assert report['layout'] == 'flat' and report['loaded'] == len(state) - 1
+    assert report['reshaped'] == ['quantize.ema_vocab_hit_SV'] and report['missing'] == report['unexpected'] == []
     for key, value in target.state_dict().items():
         if key != 'quantize.ema_vocab_hit_SV':
             assert torch.equal(value, state[key]), key
     state.pop('post_quant_conv.bias')
     torch.save(state, tmp_path / 'vae_partial.pth')
     with pytest.raises(ValueError, match='post_quant_conv.bias'):
-        load_official_vqvae(tmp_path / 'vae_partial.pth', target)
+        load_network(target, tmp_path / 'vae_partial.pth')
     with pytest.raises(FileNotFoundError, match='vae_restorevar.ckpt'):
-        load_official_vqvae(tmp_path / 'vae_restorevar.ckpt', target)
+        load_network(target, tmp_path / 'vae_restorevar.ckpt')
 
 
 def fake_base_var_state(transformer, levels, generator):
@@ -490,7 +474,7 @@ def test_load_var_pretrained_keeps_shared_weights_and_drops_the_rest(tmp_path, b
     before = {key: value.clone() for key, value in net.state_dict().items()}
     state = fake_base_var_state(net, levels=10, generator=torch.Generator().manual_seed(14))
     torch.save(state, tmp_path / 'var_tiny.pth')
-    report = net.load_var_pretrained(tmp_path / 'var_tiny.pth')
+    report = load_var_pretrained(tmp_path / 'var_tiny.pth', net)
 
     after = net.state_dict()
     for key in report['loaded']:
@@ -519,14 +503,14 @@ def test_load_var_pretrained_rejects_foreign_files(tmp_path):
     state['vae_refiner.proj_out.weight'] = torch.zeros(8, 32)
     torch.save(state, tmp_path / 'foreign.pth')
     with pytest.raises(ValueError, match='unknown keys'):
-        net.load_var_pretrained(tmp_path / 'foreign.pth')
+        load_var_pretrained(tmp_path / 'foreign.pth', net)
     state.pop('vae_refiner.proj_out.weight')
     state.pop('blocks.1.ffn.fc1.weight')
     torch.save(state, tmp_path / 'partial.pth')
     with pytest.raises(ValueError, match='blocks.1.ffn.fc1.weight'):
-        net.load_var_pretrained(tmp_path / 'partial.pth')
+        load_var_pretrained(tmp_path / 'partial.pth', net)
     with pytest.raises(FileNotFoundError):
-        net.load_var_pretrained(tmp_path / 'var_d16.pth')
+        load_var_pretrained(tmp_path / 'var_d16.pth', net)
 
 
 def test_condition_and_start_tokens_are_embedded_in_fp32_under_autocast():

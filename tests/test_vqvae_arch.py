@@ -13,7 +13,7 @@ from restorevar_plugin.archs.layers import multiscale_quantizer
 from restorevar_plugin.archs.layers.multiscale_quantizer import phi_indices_for
 from restorevar_plugin.archs.layers.vqvae_blocks import AttnBlock
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-from restorevar_plugin.weights import load_state_dict
+from restorevar_plugin.checkpoints import load_state_dict
 
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 PATCH_NUMS_1024 = (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64)

@@ -14,7 +14,7 @@ configuration: ``freqs_cis`` and ``freqs_cis_cross`` (complex RoPE tables), ``at
 **non-persistent** buffers under its own names (``rope``, ``rope_cond``, ``level_ids``), builds the
 block-causal mask on the fly as a boolean ``(L, L)`` tensor (5 MB at 512 px, only in teacher forcing), and
 never materialises the zero key bias. Our state dict therefore holds parameters only (334 keys at the
-official config). :func:`restorevar_plugin.official_checkpoints.load_official_restorevar` compares every
+official config). :func:`restorevar_plugin.checkpoints.official.load_official_restorevar` compares every
 stored official buffer with :meth:`RestoreVARTransformer.official_buffers` (a mismatch means another
 ``patch_nums`` or head size and raises) and drops it, then loads the parameters strictly.
 """
@@ -23,35 +23,16 @@ from dataclasses import dataclass
 
 import torch
 from basicsr.archs.swinir_arch import DropPath
-from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from einops import rearrange
 from torch import nn
 
-from restorevar_plugin.weights import load_state_dict
 from .layers.attention import GatedCrossAttention, SelfAttention
 from .layers.ffn import FFN
 from .layers.kv_cache import KVCache
 from .layers.rope2d import grid_rope_table, multiscale_rope_table
 
 RESTOREVAR_PATCH_NUMS = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
-
-# Modules RestoreVAR adds to base VAR (top level, and in every block): fresh after `load_var_pretrained`.
-NEW_MODULE_PREFIXES = ('global_embed', 'cond_proj4.', 'word_embed_cond.', 'lvl_embed_cond.')
-NEW_BLOCK_MODULE_PREFIX = 'cross_attn.'
-# Base-VAR keys with no counterpart here (AdaLN, absolute positions, recomputable buffers).
-BASE_VAR_DROPPED_KEYS = ('pos_start', 'pos_1LC', 'attn_bias_for_masking', 'lvl_1L')
-
-
-def _is_new_module_key(key):
-    if key.startswith('blocks.'):
-        return key.split('.', 2)[2].startswith(NEW_BLOCK_MODULE_PREFIX)
-    return key.startswith(NEW_MODULE_PREFIXES)
-
-
-def _is_base_var_only_key(key):
-    return key in BASE_VAR_DROPPED_KEYS or 'ada_lin.' in key or key.endswith('attn.zero_k_bias')
-
 
 def full_precision(device):
     """Context in which autocast is off on ``device`` (the official model embeds tokens in fp32)."""
@@ -355,59 +336,3 @@ class RestoreVARTransformer(nn.Module):
                     tokens = self.word_embed(rearrange(next_input.float(), 'b c h w -> b (h w) c'))
                     tokens = tokens + level_embeddings[end:next_end]
         return GenerationResult(indices=indices, f_hat=f_hat, last_hidden=torch.cat(hidden, dim=1))
-
-    def load_var_pretrained(self, path):
-        """Initialise from a base VAR checkpoint (``var_d16.pth`` layout), as RestoreVAR's stage 1 does.
-
-        AdaLN (``*ada_lin.*``), absolute positions (``pos_start``, ``pos_1LC``) and recomputable buffers
-        (``attn_bias_for_masking``, ``lvl_1L``, ``*.attn.zero_k_bias``) are dropped; the RestoreVAR-only
-        modules (cross-attention, ``global_embed*``, ``cond_proj4``, ``word_embed_cond``,
-        ``lvl_embed_cond``) keep their fresh initialisation. If the checkpoint has a different number of
-        scales, the first ``min(levels)`` rows of ``lvl_embed`` are copied and the rest stay fresh. Both
-        lists are logged.
-
-        Args:
-            path (str | Path): The base VAR checkpoint (any layout of
-                :func:`restorevar_plugin.weights.load_state_dict`).
-
-        Returns:
-            dict: ``layout``, ``loaded`` / ``dropped`` / ``fresh`` key lists and ``notes``.
-
-        Raises:
-            FileNotFoundError: The file does not exist.
-            ValueError: The file holds keys this model does not know, lacks base-VAR weights, or has
-                tensors of another shape (e.g. another depth or vocabulary size).
-        """
-        state, layout = load_state_dict(path)
-        own = self.state_dict()
-        dropped = sorted(key for key in state if _is_base_var_only_key(key))
-        kept = {key: value for key, value in state.items() if not _is_base_var_only_key(key)}
-        unknown = sorted(set(kept) - set(own))
-        if unknown:
-            raise ValueError(f'{path}: not a base VAR checkpoint for this model; unknown keys {unknown[:8]}')
-        notes = []
-        levels = kept.get('lvl_embed.weight')
-        if levels is not None and levels.shape[0] != own['lvl_embed.weight'].shape[0]:
-            rows = min(levels.shape[0], own['lvl_embed.weight'].shape[0])
-            merged = own['lvl_embed.weight'].clone()
-            merged[:rows] = levels[:rows]
-            kept['lvl_embed.weight'] = merged
-            notes.append(f'lvl_embed: checkpoint has {levels.shape[0]} levels, model {len(self.patch_nums)}; '
-                         f'copied the first {rows} rows, the rest stay freshly initialised')
-        mismatched = [f'{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}'
-                      for key, value in kept.items() if value.shape != own[key].shape]
-        if mismatched:
-            raise ValueError(f'{path}: tensor shapes differ from this model: {mismatched[:8]}')
-        missing = self.load_state_dict(kept, strict=False).missing_keys
-        lacking = [key for key in missing if not _is_new_module_key(key)]
-        if lacking:
-            raise ValueError(f'{path}: base VAR weights missing from the file: {lacking[:8]}')
-        report = {'layout': layout, 'loaded': sorted(kept), 'dropped': dropped, 'fresh': sorted(missing),
-                  'notes': notes}
-        logger = get_root_logger()
-        logger.info(f'Loaded base VAR weights from {path} ({layout} layout): {len(kept)} tensors.')
-        logger.info(f'Dropped {len(dropped)} base-VAR-only keys: {dropped}')
-        logger.info(f'Freshly initialised {len(missing)} RestoreVAR keys: {sorted(missing)}')
-        for note in notes:
-            logger.info(note)
-        return report

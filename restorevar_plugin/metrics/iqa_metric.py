@@ -21,6 +21,7 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from restorevar_plugin.checkpoints import resolve_pretrained_file
 from restorevar_plugin.metrics.metric_utils import (
     bgr_uint8_to_rgb,
     check_metric_options,
@@ -28,7 +29,6 @@ from restorevar_plugin.metrics.metric_utils import (
     rgb_array_to_tensor,
     rgb_image_batch,
 )
-from restorevar_plugin.pretrained_files import resolve_pretrained_file
 
 RANDOM_WEIGHTS = 'random weights (tests only)'
 _NETWORKS = {}

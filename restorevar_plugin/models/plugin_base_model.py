@@ -12,7 +12,7 @@ Every model of the plugin derives from it. It adds, all driven from YAML:
 * ``val.tf32``: TF32 matmul / cuDNN during validation and testing on GPU, as the official RestoreVAR inference
   (:mod:`~restorevar_plugin.models.matmul_precision`);
 * checkpoints written atomically (a crash never leaves a half-written ``.pth`` / ``.state``) and read
-  with :func:`restorevar_plugin.weights.load_state_dict` (BasicSR, Lightning, VAR and flat layouts).
+  with :func:`restorevar_plugin.checkpoints.load_network` (BasicSR, Lightning, VAR and flat layouts).
 """
 import contextlib
 import os
@@ -29,9 +29,9 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from restorevar_plugin.checkpoints import load_network
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
-from restorevar_plugin.weights import load_state_dict
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 BASICSR_SCHEDULERS = {
@@ -268,13 +268,8 @@ class PluginBaseModel(BaseModel):
                 ema_buffers[name].copy_(buffer)
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        """Load weights of any supported layout (see :mod:`restorevar_plugin.weights`) into ``net``."""
-        net = self.get_bare_model(net)
-        state_dict, layout = load_state_dict(load_path, param_key=param_key or 'params')
-        get_root_logger().info(f'Loading {net.__class__.__name__} from {load_path} ({layout} layout, '
-                               f'param key {param_key}).')
-        self._print_different_keys_loading(net, state_dict, strict)
-        net.load_state_dict(state_dict, strict=strict)
+        """Load weights of any supported layout into ``net`` with :func:`restorevar_plugin.checkpoints.load_network`."""
+        return load_network(self.get_bare_model(net), load_path, strict, param_key or 'params')
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):

@@ -11,7 +11,7 @@ option              attribute                     class
 ``network_d``       ``net_d``                     ``PatchGANDiscriminator`` (decoder/tokenizer GAN)
 =================== ============================= ===============================================
 
-Weights (``path``): ``pretrain_network_<x>`` (any layout of :mod:`restorevar_plugin.weights`, e.g. the official
+Weights (``path``): ``pretrain_network_<x>`` (any layout of :mod:`restorevar_plugin.checkpoints`, e.g. the official
 ``vae_restorevar.ckpt`` for ``vqvae``), ``pretrain_restorevar`` (the official ``restorevar.pth`` into
 ``net_g`` + ``net_refiner``), ``pretrain_var`` (base ``var_d16.pth`` initialisation of ``net_g``), and
 ``pretrain_decoder`` (a second VQVAE checkpoint used only for decoding: the paper's "original decoder"
@@ -31,10 +31,10 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from einops import rearrange
 
+from restorevar_plugin.checkpoints import load_official_restorevar, load_var_pretrained
 from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
-from restorevar_plugin.official_checkpoints import load_official_restorevar
 
 NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), ('net_refiner', 'network_refiner'),
                         ('net_d', 'network_d')])
@@ -87,7 +87,7 @@ class RestoreVARModel(PluginBaseModel):
         logger = get_root_logger()
         if path_opt.get('pretrain_var') and not resuming:
             self._require('net_g', 'path.pretrain_var')
-            self.net_g.load_var_pretrained(path_opt['pretrain_var'])
+            load_var_pretrained(path_opt['pretrain_var'], self.net_g)
         if path_opt.get('pretrain_restorevar'):
             self._require('net_g', 'path.pretrain_restorevar')
             report = load_official_restorevar(path_opt['pretrain_restorevar'], self.net_g, self.net_refiner)
