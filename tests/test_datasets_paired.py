@@ -17,8 +17,8 @@ from torchvision.transforms import InterpolationMode
 
 from dataset_trees import write_image
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import DatasetLayoutError, DatasetPairingError
 from restorevar_plugin.data.image_io import ImageReadError, ImageReader, decode_image
+from restorevar_plugin.data.meta import DatasetLayoutError, DatasetPairingError
 from restorevar_plugin.data.transforms import (build_transform, crop_to_multiple, flip_rotate, lanczos_resize,
                                                resize_shorter_side, to_uint8)
 

@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from dataset_trees import build_meta_tree
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.cli import main
-from restorevar_plugin.data.dataset_meta import load_dataset_meta
+from restorevar_plugin.data.meta import load_dataset_meta
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.data.transforms import lanczos_resize
 from restorevar_plugin.scale_analysis import (PSNR_COLUMNS, VARIANTS, check_coarse_scales, default_coarse_scales,

@@ -41,9 +41,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import DatasetLayoutError, find_pairs, resolve_metas
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
+from restorevar_plugin.data.meta import DatasetLayoutError, find_pairs, resolve_metas
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import build_transform
 
