@@ -4,7 +4,7 @@ Counted with :class:`torch.utils.flop_counter.FlopCounterMode` (2 FLOPs per mult
 device: the count of every step does not depend on the values (the argmax of meta logits gives placeholder
 indices of the right shape), it runs in seconds, and on ``meta`` the attention inside
 ``scaled_dot_product_attention`` is counted. On CPU FlopCounterMode counts 0 for it (the CPU flash kernel has
-no FLOP formula), so CPU counts such as the official figures of the facts sheet (section 14; the official
+no FLOP formula), so CPU counts such as ``OFFICIAL_512`` below (the official code counted on CPU; its
 self-attention uses SDPA, its cross-attention and refiner explicit matmuls) leave out the self-attention core.
 
 Example::
@@ -24,7 +24,8 @@ from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 
 PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
 PAPER_TFLOPS = 1.05  # RestoreVAR's figure in the paper (matches multiply-adds of transformer + refiner)
-# Facts sheet section 14, official code at 512 px, counted on CPU (self-attention core not counted).
+# The official inference (infer.py: encoder, 10-scale generation, refiner, decoder) at 512 px, random weights, batch 1,
+# counted by us with FlopCounterMode on CPU (2 cores), T FLOPs; the self-attention core is not counted on CPU.
 OFFICIAL_512 = {'total': 4.474, 'encoder': 0.867, 'blocks': 1.890, 'refiner': 0.116, 'decoder': 1.583}
 
 
@@ -99,9 +100,9 @@ def main():
         core_tera = core / tera
         official_macs_cpu = (OFFICIAL_512['blocks'] + OFFICIAL_512['refiner']) / 2
         print(f'paper: {PAPER_TFLOPS} "TFLOPs" for RestoreVAR; it matches multiply-adds of transformer + refiner of '
-              f'the official code: {official_macs_cpu:.3f} T as counted on CPU in the facts sheet, '
+              f'the official code: {official_macs_cpu:.3f} T as counted on CPU, '
               f'{official_macs_cpu + core_tera / 2:.3f} T with the self-attention core')
-        print(f'facts sheet (official code, CPU count): total {OFFICIAL_512["total"]} T, transformer blocks '
+        print(f'official code, CPU count: total {OFFICIAL_512["total"]} T, transformer blocks '
               f'{OFFICIAL_512["blocks"]} T, both without the self-attention core ({core_tera:.3f} T) that '
               f'FlopCounterMode does not count on CPU; counted alike: total {OFFICIAL_512["total"] + core_tera:.3f} T '
               f'(ours {total / tera:.3f} T), blocks {OFFICIAL_512["blocks"] + core_tera:.3f} T (ours blocks + '
