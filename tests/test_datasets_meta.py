@@ -9,7 +9,7 @@ import pytest
 import yaml
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
-from dataset_trees import EXAMPLES, build_meta_tree, write_image
+from helpers.dataset_trees import EXAMPLES, build_meta_tree, write_image
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.meta import (META_PATH_ENV, DatasetLayoutError, DatasetPairingError, MetaSchemaError,
                                          available_metas, default_meta_dir, find_pairs, load_dataset_meta,

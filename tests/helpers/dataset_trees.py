@@ -73,6 +73,11 @@ EXAMPLES = {
     'awracle_dehaze_train': [('hazy/0025_0.8_0.04.jpg', 'clear/0025.jpg'), ('hazy/0039_1_0.2.jpg', 'clear/0039.jpg')],
     'awracle_desnow_train': [('data2/beautiful_smile_00001.jpg', 'gt/beautiful_smile_00001.jpg'),
                              ('data2/winter_00002.jpg', 'gt/winter_00002.jpg')],
+    **{f'awracle_{task}_train_{split}': examples for task, examples in (
+        ('derain', [('input/1.jpg', 'target/1.jpg')]),
+        ('dehaze', [('hazy/0025_0.8_0.04.jpg', 'clear/0025.jpg')]),
+        ('desnow', [('data2/beautiful_smile_00001.jpg', 'gt/beautiful_smile_00001.jpg')]))
+       for split in ('low', 'high')},
 }
 for _size in 'sml':
     EXAMPLES[f'snow100k_{_size}_test'] = EXAMPLES['snow100k_train']

@@ -1,5 +1,6 @@
 """Pytest fixtures for code that reads third-party weights: a temporary TORCH_HOME, random-init files planted in
-the libraries' own layouts, and a guard that fails any network connection.
+the libraries' own layouts (LPIPS's AlexNet backbone, pyiqa's MUSIQ), and a guard that fails any network
+connection.
 
 Test modules load them with ``pytest_plugins = ['helpers.pretrained']``.
 """
@@ -51,3 +52,17 @@ def alexnet_torch_home(tmp_path_factory):
 def lpips_home(alexnet_torch_home, monkeypatch, no_network):
     """``alexnet_torch_home`` as the active TORCH_HOME, with the network forbidden; returns the hub folder."""
     return use_torch_home(monkeypatch, alexnet_torch_home)
+
+
+@pytest.fixture(scope='session')
+def random_musiq_file(tmp_path_factory):
+    """A random-init pyiqa MUSIQ state dict saved as the file ``pretrained_model_path`` points at.
+
+    Its scores mean nothing; it lets the real pyiqa code path run offline.
+    """
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('musiq') / CHECKPOINTS['musiq'].filename
+    torch.save(MUSIQ(pretrained=False).state_dict(), path)
+    return path
