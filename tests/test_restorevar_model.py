@@ -3,29 +3,21 @@ import copy
 
 import pytest
 import torch
-import yaml
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
-from basicsr.utils.options import ordered_yaml
 
-from conftest import REPO, run_cli, run_torchrun
+from helpers.references import fake_base_var_state
+from helpers.runs import REPO, load_option_file, run_cli, run_torchrun
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
-from test_restorevar_arch import fake_base_var_state
 
-pytest_plugins = ['pretrained_fixtures']
+pytest_plugins = ['helpers.pretrained']
 
 DEMO = REPO / 'options' / 'demo'
 SIZE = 32
 PATCH_NUMS = [1, 2, 4]
-
-
-def load_option_file(path):
-    """An option file read with BasicSR's own YAML loader."""
-    with open(path, encoding='utf-8') as handle:
-        return yaml.load(handle, Loader=ordered_yaml()[0])
 
 
 def tiny_options(stage_file, tmp_path):
@@ -141,7 +133,7 @@ def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
         model.feed_data(batch)
         model.optimize_parameters(iteration)
         weights.append(model.net_refiner.state_dict()[key].clone())
-    trained, averaged = model.net_refiner.state_dict(), model.net_g_ema.state_dict()
+    trained, averaged = model.net_refiner.state_dict(), model.net_ema.state_dict()
     # the EMA starts as a copy (w0), then two updates of decay 0.5
     torch.testing.assert_close(averaged[key], 0.25 * weights[0] + 0.25 * weights[1] + 0.5 * weights[2])
     assert not torch.equal(averaged[key], trained[key])
@@ -154,7 +146,7 @@ def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
 
     opt['path']['pretrain_network_refiner'] = str(tmp_path / 'models' / 'net_refiner_2.pth')
     resumed = build_model(opt)
-    torch.testing.assert_close(resumed.net_g_ema.state_dict()[key], averaged[key])
+    torch.testing.assert_close(resumed.net_ema.state_dict()[key], averaged[key])
     torch.testing.assert_close(resumed.net_refiner.state_dict()[key], trained[key])
 
 

@@ -5,7 +5,8 @@ A VAR-d16 without AdaLN and without absolute positions: each block is
 (eps 1e-6) serving SA and FFN, L2-norm attention, 2D RoPE, and a zero-gated cross-attention to the
 degraded image's VQVAE encoder features (before ``quant_conv``). The start token is
 ``class_emb[num_classes] + global_embed_gain * global_embed(mean(cond_proj4(c)))``; ``lvl_embed`` marks
-the scale of every token. Facts: ``reference_implementations.md`` sections 3 and 6.
+the scale of every token. Source: the official ``models/var.py`` and ``models/basic_var.py``
+(github.com/sudraj2002/RestoreVAR).
 
 Official buffers. ``restorevar.pth`` stores six kinds of buffers that are pure functions of the
 configuration: ``freqs_cis`` and ``freqs_cis_cross`` (complex RoPE tables), ``attn_bias_for_masking``
@@ -110,7 +111,15 @@ class RestoreVARTransformer(nn.Module):
         num_heads (int | None): Override of the head count; None gives ``depth``.
         mlp_ratio (float): FFN hidden size / C.
         norm_eps (float): Epsilon of the non-affine LayerNorms.
+
+    ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
+    :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
+    every registered arch through them.
     """
+
+    # Conditions on the tiny MultiScaleVQVAE's 8 x 8 latents (85 tokens over 4 scales).
+    TINY_CONFIG = {'depth': 2, 'embed_dim': 32, 'num_heads': 2, 'vocab_size': 64, 'z_channels': 8,
+                   'patch_nums': [1, 2, 4, 8]}
 
     def __init__(self,
                  depth=16,
@@ -261,6 +270,14 @@ class RestoreVARTransformer(nn.Module):
         """Token logits ``(B, N, V)`` float32 from last-block hidden states ``(B, N, C)``."""
         return self.head(self.head_nm(hidden)).float()
 
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(cond, teacher_input)`` for :meth:`forward`: standard-normal ``(batch_size, z_channels, G, G)`` and
+        ``(batch_size, seq_len - patch_nums[0] ** 2, z_channels)``."""
+        cond = torch.randn(batch_size, self.z_channels, self.grid, self.grid, generator=generator)
+        teacher_input = torch.randn(batch_size, self.seq_len - self.patch_nums[0]**2, self.z_channels,
+                                    generator=generator)
+        return cond, teacher_input
+
     def forward(self, cond, teacher_input):
         """Teacher-forced logits of every scale (stage-1 training).
 
@@ -268,14 +285,14 @@ class RestoreVARTransformer(nn.Module):
             cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features,
                 ``MultiScaleVQVAE.encode_features(degraded)``.
             teacher_input (Tensor): ``(B, L - patch_nums[0]**2, Cvae)`` ground-truth inputs of scales 1..,
-                ``MultiScaleVQVAE.indices_to_teacher_input(gt_indices)``.
+                ``MultiScaleQuantizer.teacher_input(gt_indices)``.
 
         Returns:
             Tensor: ``(B, L, V)`` float32 logits.
         """
         expected = (cond.shape[0], self.seq_len - self.scale_spans[0][1], self.z_channels)
         if tuple(teacher_input.shape) != expected:
-            raise ValueError(f'teacher_input must be {expected} (from indices_to_teacher_input), '
+            raise ValueError(f'teacher_input must be {expected} (from MultiScaleQuantizer.teacher_input), '
                              f'got {tuple(teacher_input.shape)}')
         start_tokens, cond_kvs = self._prepare_condition(cond)
         with full_precision(cond.device):
@@ -303,7 +320,7 @@ class RestoreVARTransformer(nn.Module):
 
         Args:
             cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features (``vqvae.encode_features``).
-            vqvae (MultiScaleVQVAE): Supplies ``embed_indices`` and ``next_scale_input``; its patch_nums,
+            vqvae (MultiScaleVQVAE): Its quantizer supplies ``embed_indices`` and ``next_scale_input``; its patch_nums,
                 vocab_size and z_channels must match this transformer's.
             use_kv_cache (bool): Cache self-attention keys/values across scales.
 
@@ -329,7 +346,8 @@ class RestoreVARTransformer(nn.Module):
                 x = x[:, start:]
             hidden.append(x)
             indices.append(self.logits(x).argmax(dim=-1))
-            f_hat, next_input = vqvae.next_scale_input(scale, f_hat, vqvae.embed_indices(indices[-1], scale))
+            codes = vqvae.quantize.embed_indices(indices[-1], scale)
+            f_hat, next_input = vqvae.quantize.next_scale_input(scale, f_hat, codes)
             if next_input is not None:
                 next_end = self.scale_spans[scale + 1][1]
                 with full_precision(cond.device):

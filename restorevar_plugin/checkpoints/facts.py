@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-RESTOREVAR_ARCHIVE = 'RestoreVAR checkpoint archive (JHU SharePoint link in the README of github.com/sudraj2002/RestoreVAR)'
+RESTOREVAR_ARCHIVE = 'RestoreVAR checkpoint archive (JHU SharePoint link, github.com/sudraj2002/RestoreVAR README)'
 NO_LICENCE = 'no licence stated in the repository'
 
 

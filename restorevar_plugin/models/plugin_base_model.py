@@ -123,10 +123,21 @@ class PluginBaseModel(BaseModel):
 
     Subclasses call :meth:`build_optimizer` in ``setup_optimizers``, wrap forward passes in
     :meth:`autocast` and replace ``loss.backward(); optimizer.step()`` by :meth:`backward_and_step`.
-    ``ema_network`` names the attribute whose EMA ``net_g_ema`` holds.
+    ``ema_network`` names the network whose EMA :attr:`net_ema` holds (``net_g``, or whichever network a
+    RestoreVAR stage trains). BasicSR's ``SRModel`` code reads and writes the EMA as ``net_g_ema``: that name
+    is an alias of :attr:`net_ema`, kept for BasicSR's code only.
     """
 
     ema_network = 'net_g'
+
+    @property
+    def net_g_ema(self):
+        """BasicSR's name for :attr:`net_ema` (``SRModel``'s training setup, ``test`` and ``save`` use it)."""
+        return self.net_ema
+
+    @net_g_ema.setter
+    def net_g_ema(self, network):
+        self.net_ema = network
 
     def __init__(self, opt):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
@@ -257,13 +268,13 @@ class PluginBaseModel(BaseModel):
             self.schedulers.append(scheduler_class(optimizer, **scheduler_opt))
 
     def model_ema(self, decay=0.999):
-        """EMA of the network named by ``self.ema_network`` into ``net_g_ema``: parameters averaged, buffers copied."""
+        """EMA of the network named by ``self.ema_network`` into ``net_ema``: parameters averaged, buffers copied."""
         source = self.get_bare_model(getattr(self, self.ema_network))
         with torch.no_grad():
-            ema_params = dict(self.net_g_ema.named_parameters())
+            ema_params = dict(self.net_ema.named_parameters())
             for name, param in source.named_parameters():
                 ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
-            ema_buffers = dict(self.net_g_ema.named_buffers())
+            ema_buffers = dict(self.net_ema.named_buffers())
             for name, buffer in source.named_buffers():
                 ema_buffers[name].copy_(buffer)
 

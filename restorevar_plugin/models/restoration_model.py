@@ -58,8 +58,8 @@ class RestorationModel(PluginBaseModel, SRModel):
             self.model_ema(decay=self.ema_decay)
 
     def test(self):
-        """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``."""
-        net = getattr(self, 'net_g_ema', None) or self.get_bare_model(self.net_g)
+        """Restore ``self.lq`` into ``self.output`` with the EMA network ``net_ema`` when present, else ``net_g``."""
+        net = getattr(self, 'net_ema', None) or self.get_bare_model(self.net_g)
         multiple = (self.opt.get('val') or {}).get('size_multiple', 1)
         height, width = self.lq.shape[-2:]
         pad_h, pad_w = (-height) % multiple, (-width) % multiple

@@ -125,11 +125,11 @@ class RestoreVARModel(PluginBaseModel):
         self.ema_network = self.stage.trained_networks[0]
         if self.ema_decay > 0:
             get_root_logger().info(f'EMA of {self.ema_network} with decay {self.ema_decay}')
-            self.net_g_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
-            self.net_g_ema.requires_grad_(False)
+            self.net_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
+            self.net_ema.requires_grad_(False)
             load_path = self.opt['path'].get(f'pretrain_{NETWORKS[self.ema_network]}')
             if load_path:  # resuming or continuing: keep the averaged weights (falls back to params)
-                self.load_network(self.net_g_ema, load_path, True, 'params_ema')
+                self.load_network(self.net_ema, load_path, True, 'params_ema')
         self.optimizers.extend(self.stage.setup_optimizers())
         self.setup_schedulers()
 
@@ -151,7 +151,7 @@ class RestoreVARModel(PluginBaseModel):
             if network is None:
                 continue
             if attr == self.ema_network and self.ema_decay > 0:
-                self.save_network([network, self.net_g_ema], attr, label_suffix or current_iter,
+                self.save_network([network, self.net_ema], attr, label_suffix or current_iter,
                                   param_key=['params', 'params_ema'])
             else:
                 self.save_network(network, attr, label_suffix or current_iter)
@@ -162,7 +162,7 @@ class RestoreVARModel(PluginBaseModel):
     def _inference_network(self, attr):
         """The EMA copy when the stage trains ``attr`` with EMA, else the bare network."""
         if self.stage is not None and self.ema_decay > 0 and attr == self.ema_network:
-            return self.net_g_ema
+            return self.net_ema
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
@@ -216,7 +216,7 @@ class RestoreVARModel(PluginBaseModel):
         with measure('encoder'):
             latent = vqvae.encode_latent(images)
             if discrete:
-                latent = vqvae.indices_to_fhat(vqvae.latent_to_indices(latent))
+                latent = vqvae.quantize.indices_to_fhat(vqvae.quantize.latent_to_indices(latent))
         with measure('decoder'):
             reconstruction = vqvae.decode_latent(latent)
         vqvae.train(was_training)
