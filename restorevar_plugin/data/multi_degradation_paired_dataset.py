@@ -169,15 +169,6 @@ class MultiDegradationPairedDataset(data.Dataset):
     def __len__(self):
         return self.settings.epoch_length or len(self.pairs)
 
-    def sampling_shares(self):
-        """``{degradation: probability}`` of an item's degradation (task balance, or pair counts without it)."""
-        if self.balanced is not None:
-            return self.balanced.shares()
-        counts = {}
-        for pair in self.pairs:
-            counts[pair.degradation] = counts.get(pair.degradation, 0) + 1
-        return {label: count / len(self.pairs) for label, count in sorted(counts.items())}
-
     def item_labels(self, index):
         """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without reading its images.
 
