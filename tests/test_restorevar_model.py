@@ -3,50 +3,17 @@ import copy
 
 import pytest
 import torch
-from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
 
 from helpers.references import fake_base_var_state
-from helpers.runs import REPO, load_option_file, run_cli, run_torchrun
+from helpers.restorevar import DEMO, SIZE, fixed_batch, synthetic, tiny_options
+from helpers.runs import run_cli, run_torchrun
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 
 pytest_plugins = ['helpers.pretrained']
-
-DEMO = REPO / 'options' / 'demo'
-SIZE = 32
-PATCH_NUMS = [1, 2, 4]
-
-
-def tiny_options(stage_file, tmp_path):
-    """A demo option file shrunk to 32-px images and 3 scales, ready for ``build_model`` (no pretrained files)."""
-    opt = load_option_file(DEMO / stage_file)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0)
-    for key in ('models', 'training_states', 'visualization'):
-        opt['path'][key] = str(tmp_path / key)
-    for key in list(opt['path']):
-        if key.startswith('pretrain_'):
-            opt['path'][key] = None
-    for key in ('network_vqvae', 'network_g'):
-        if key in opt:
-            opt[key]['patch_nums'] = PATCH_NUMS
-    if 'network_refiner' in opt:
-        opt['network_refiner'].update(seq_len=16, seq_len_cond=21)
-    for dataset_opt in opt['datasets'].values():
-        dataset_opt['size'] = SIZE
-    return opt
-
-
-def synthetic(opt, phase):
-    key = 'train' if phase == 'train' else 'val'
-    return build_dataset(dict(opt['datasets'][key], phase=phase))
-
-
-def fixed_batch(opt, count=8):
-    dataset = synthetic(opt, 'val')
-    return {key: torch.stack([dataset[i][key] for i in range(count)]) for key in ('lq', 'gt')}
 
 
 def train_on(model, batch, iterations):
