@@ -7,8 +7,9 @@ Convention for a new arch (``restorevar_plugin/archs/<name>_arch.py``): the regi
   instance's own configuration.
 
 The arch then joins every test below automatically (the list comes from BasicSR's ``ARCH_REGISTRY``):
-finite forward outputs, gradients reaching every parameter, eval-mode determinism, batch consistency
-(item i of a batch equals that item alone, to 1e-5) and a state-dict round trip through a checkpoint file.
+finite forward outputs, gradients reaching every trainable parameter (none reaching frozen ones), eval-mode
+determinism, batch consistency (item i of a batch equals that item alone, to 1e-5) and a state-dict round
+trip through a checkpoint file.
 Outputs may be a tensor or a tuple / dict of tensors; tensors whose first dimension is the batch are
 compared per item, the others (batch-mean losses) are left out of the batch check.
 """
@@ -65,6 +66,9 @@ def test_arch_forward_and_backward_reach_every_parameter(name):
     assert outputs and all(torch.isfinite(output).all() for output in outputs)
     sum(output.float().mean() for output in outputs).backward()
     for param_name, param in net.named_parameters():
+        if not param.requires_grad:  # frozen by design (AWRaCLe's CLIP)
+            assert param.grad is None, f'{name}.{param_name} is frozen but got a gradient'
+            continue
         assert param.grad is not None, f'{name}.{param_name} got no gradient'
         assert torch.isfinite(param.grad).all(), f'{name}.{param_name} has a non-finite gradient'
 
