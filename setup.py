@@ -3,6 +3,11 @@
 Install torch first, then this package without build isolation, so that basicsr's
 ``setup_requires=['cython', 'numpy', 'torch']`` is satisfied by the environment instead of a
 second multi-GB torch in a temporary build environment (see README, "Install").
+
+The dataset metas live once in git, in the top-level ``datasets_meta/`` folder; ``package_dir`` maps
+that folder to the data-only package ``restorevar_plugin.datasets_meta``, so a wheel or a
+``pip install .`` carries them inside the package (a symlink would not survive a wheel, a second copy
+would drift).
 """
 from pathlib import Path
 
@@ -10,6 +15,8 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = (HERE / 'restorevar_plugin' / 'VERSION').read_text().strip()
+# Data-only package: the dataset metas, found at run time with importlib.resources (data/meta/lookup.py).
+PACKAGED_METAS = 'restorevar_plugin.datasets_meta'
 
 setup(
     name='restorevar_plugin',
@@ -18,8 +25,10 @@ setup(
     long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    packages=find_packages(include=['restorevar_plugin', 'restorevar_plugin.*']),
-    package_data={'restorevar_plugin': ['VERSION']},
+    packages=find_packages(include=['restorevar_plugin', 'restorevar_plugin.*']) + [PACKAGED_METAS],
+    # The top-level datasets_meta/ is the one copy in git; wheels ship it as restorevar_plugin/datasets_meta/.
+    package_dir={PACKAGED_METAS: 'datasets_meta'},
+    package_data={'restorevar_plugin': ['VERSION'], PACKAGED_METAS: ['*.yml', '*.yaml', 'README.md']},
     include_package_data=True,
     python_requires='>=3.9,<3.13',
     install_requires=[

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 from skimage import data as skimage_data
 
-from restorevar_plugin.commands.restore import build_inference_model, load_options, make_restorer, select_device
+from restorevar_plugin.commands.restore import (
+    build_inference_model,
+    load_options,
+    make_restorer,
+    select_device,
+)
 from restorevar_plugin.tiling import tile_starts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ Usage: ``python benchmarks/bench_vqvae.py [--repeats 2] [--batch 1] [--threads N
 
 Prints one row per resolution with the median wall time per image (eval mode, ``torch.no_grad``, float32,
 CPU unless CUDA is available) of: ``encode`` = ``encode_latent`` (encoder + quant_conv), ``quantize`` =
-``latent_to_indices`` (all scales), ``teacher`` = ``indices_to_teacher_input``, ``decode`` = ``indices_to_fhat``
-+ ``decode_latent``. One untimed warm-up call precedes the timed repeats.
+``quantize.latent_to_indices`` (all scales), ``teacher`` = ``quantize.teacher_input``, ``decode`` =
+``quantize.indices_to_fhat`` + ``decode_latent``. One untimed warm-up call precedes the timed repeats.
 """
 import argparse
 import os
@@ -42,7 +42,7 @@ def time_call(repeats, device, fn, *args):
 
 def decode_indices(net, indices):
     """Image ``(B, 3, H, W)`` in [-1, 1] from per-scale indices."""
-    return net.decode_latent(net.indices_to_fhat(indices))
+    return net.decode_latent(net.quantize.indices_to_fhat(indices))
 
 
 def main():
@@ -69,8 +69,8 @@ def main():
         img = torch.rand(args.batch, 3, size, size, device=device) * 2 - 1
         with torch.no_grad():
             t_encode, latent = time_call(args.repeats, device, net.encode_latent, img)
-            t_quantize, indices = time_call(args.repeats, device, net.latent_to_indices, latent)
-            t_teacher, _ = time_call(args.repeats, device, net.indices_to_teacher_input, indices)
+            t_quantize, indices = time_call(args.repeats, device, net.quantize.latent_to_indices, latent)
+            t_teacher, _ = time_call(args.repeats, device, net.quantize.teacher_input, indices)
             t_decode, _ = time_call(args.repeats, device, decode_indices, net, indices)
         per_image = [t / args.batch for t in (t_encode, t_quantize, t_teacher, t_decode)]
         print(f'{size:>5} ' + ' '.join(f'{t:>8.3f}' for t in per_image))

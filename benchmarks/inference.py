@@ -155,7 +155,7 @@ def teacher_forced_seconds(model, images, indices):
     """Wall time of one teacher-forced transformer forward over the generated tokens (fp32)."""
     vqvae, transformer = model.net_vqvae, model.net_g
     cond = vqvae.encode_features(images.contiguous(memory_format=torch.channels_last))
-    teacher_input = vqvae.indices_to_teacher_input(indices)
+    teacher_input = vqvae.quantize.teacher_input(indices)
     start = time.perf_counter()
     transformer(cond, teacher_input)
     return time.perf_counter() - start

@@ -1,21 +1,25 @@
 """Run BasicSR's own ``train_pipeline`` / ``test_pipeline`` with the plugin's fixes.
 
 BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one pipeline runs,
-:func:`basicsr_runtime` replaces the names listed below inside basicsr's modules and restores them
-afterwards (nothing is patched at import time):
+:func:`basicsr_runtime` replaces the eight attributes listed in :data:`PATCHED_ATTRIBUTES` and restores
+every one of them when the pipeline returns or raises (nothing is patched at import time):
 
+* ``sys.argv`` -> the arguments for BasicSR's own parser (``-opt``, ``--launcher``, ...), which reads
+  ``sys.argv``;
 * ``basicsr.utils.options.init_dist`` -> :func:`init_dist`: the backend is ``nccl`` with a GPU and
   ``gloo`` without (``dist_params.backend`` overrides), no CUDA device arithmetic on CPU;
-* ``basicsr.{train,test}.parse_options`` -> BasicSR's parser followed by :func:`finalize_options`:
-  one root for every relative path, registry names checked with close-match hints, GPU-only options
-  downgraded on a CPU-only machine;
+* ``basicsr.train.parse_options`` and ``basicsr.test.parse_options`` -> BasicSR's parser followed by
+  :func:`finalize_options`: one root for every relative path, registry names checked with close-match
+  hints, GPU-only options downgraded on a CPU-only machine;
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
   run's root and loaded onto the run's device (CPU included);
-* ``basicsr.{train,test}.build_dataloader`` -> :func:`build_dataloader`: validation and test sets honour
-  ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference;
+* ``basicsr.train.build_dataloader`` and ``basicsr.test.build_dataloader`` -> :func:`build_dataloader`:
+  validation and test sets honour ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1
+  and 0), for batched inference;
 * ``basicsr.train.create_train_val_dataloader`` -> BasicSR's, converting the epoch-counted options
   (``train.total_epochs`` ..., :mod:`restorevar_plugin.epoch_schedule`) to iterations as soon as the train
-  set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers.
+  set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers. For that, it
+  replaces ``basicsr.train.build_dataset`` while it runs, and restores it before returning.
 
 The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
 resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
@@ -44,6 +48,17 @@ from restorevar_plugin.registry_utils import require_registered
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
 # Dataset options holding whole dataset blocks (InContextPairedDataset's query / context, ConcatenatedDataset's parts).
 NESTED_DATASET_KEYS = ('query', 'context', 'parts')
+# (module, attribute) pairs that basicsr_runtime replaces, and only while a pipeline runs.
+PATCHED_ATTRIBUTES = (
+    ('sys', 'argv'),
+    ('basicsr.utils.options', 'init_dist'),
+    ('basicsr.train', 'parse_options'),
+    ('basicsr.test', 'parse_options'),
+    ('basicsr.train', 'load_resume_state'),
+    ('basicsr.train', 'build_dataloader'),
+    ('basicsr.test', 'build_dataloader'),
+    ('basicsr.train', 'create_train_val_dataloader'),
+)
 
 
 class OptionError(ValueError):
@@ -249,11 +264,12 @@ def _replaced(module, name, value):
 
 
 @contextlib.contextmanager
-def basicsr_runtime(root, option_file, basicsr_argv):
-    """Scope in which BasicSR's pipelines run with our fixes; see the module docstring.
+def basicsr_runtime(option_file, basicsr_argv):
+    """Scope in which BasicSR's pipelines run with our fixes: :data:`PATCHED_ATTRIBUTES` replaced, then restored.
+
+    The run's root is not an argument: BasicSR's pipelines receive it and pass it to ``parse_options``.
 
     Args:
-        root (Path): The run's root directory.
         option_file (str): The option YAML (its ``dist_params`` choose the backend).
         basicsr_argv (list[str]): Arguments for BasicSR's own parser (``-opt`` etc.).
     """
@@ -304,5 +320,5 @@ def run_pipeline(kind, args):
     if args.force_yml:
         basicsr_argv += ['--force_yml', *args.force_yml]
     pipeline = train_pipeline if kind == 'train' else test_pipeline
-    with basicsr_runtime(root, option_file, basicsr_argv):
+    with basicsr_runtime(option_file, basicsr_argv):
         pipeline(str(root))

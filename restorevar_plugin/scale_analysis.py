@@ -140,7 +140,8 @@ def scale_swap_analysis(vqvae, degraded, gt, coarse_scales=None):
         'gt_fine': vqvae.swap_scales(gt_indices, degraded_indices, k),
         'gt_rec': gt_indices,
     }
-    images = {variant: (vqvae.decode_latent(vqvae.indices_to_fhat(idx)) + 1) / 2 for variant, idx in indices.items()}
+    images = {variant: (vqvae.decode_latent(vqvae.quantize.indices_to_fhat(idx)) + 1) / 2
+              for variant, idx in indices.items()}
     compared = dict(images, input=degraded)
     psnr = {column: [psnr_skimage_tensor(compared[column][b], gt[b]) for b in range(batch)] for column in PSNR_COLUMNS}
     return ScaleSwapResult(k, indices, images, psnr)

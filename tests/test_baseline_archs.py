@@ -5,13 +5,13 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from clip.model import CLIP
 
-from official_baselines_reference import awracle_reference, clip_reference_tokens, promptir_reference
+from helpers.official_baselines import awracle_reference, clip_reference_tokens, promptir_reference
 from restorevar_plugin.archs.awracle_arch import CLIP_VIT_B32, AWRaCLe, clip_preprocess
 from restorevar_plugin.archs.awracle_arch import TINY_CONFIG as AWRACLE_TINY
 from restorevar_plugin.archs.layers.prompted_restormer import pad_to_multiple
 from restorevar_plugin.archs.promptir_arch import TINY_CONFIG as PROMPTIR_TINY
 from restorevar_plugin.archs.promptir_arch import PromptIR
-from restorevar_plugin.weights import load_state_dict
+from restorevar_plugin.checkpoints import load_state_dict
 
 UNUSED_PROMPTIR_LAYERS = ('chnl_reduce1', 'chnl_reduce2', 'chnl_reduce3', 'reduce_noise_channel_1',
                           'reduce_noise_channel_2', 'reduce_noise_channel_3')

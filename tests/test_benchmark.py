@@ -8,17 +8,17 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from conftest import REPO
+from helpers.runs import REPO
 from restorevar_plugin.benchmark.cost import ParameterUse, count_flops, latent_diffusion_reference
 from restorevar_plugin.benchmark.options import apply_override, load_benchmark_options
 from restorevar_plugin.benchmark.pipeline import run_benchmark
 from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_comments
+from restorevar_plugin.checkpoints import CHECKPOINTS
 from restorevar_plugin.cli import main
 from restorevar_plugin.harness import OptionError
 from restorevar_plugin.models.restoration_model import RestorationModel
-from restorevar_plugin.pretrained_files import PRETRAINED_FILES
 
-pytest_plugins = ['pretrained_fixtures']
+pytest_plugins = ['helpers.pretrained']
 
 RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 1, 'num_feat': 8, 'num_block': 1,
         'num_grow_ch': 4}
@@ -164,13 +164,13 @@ def iqa_home(alexnet_torch_home, empty_torch_home, no_network):
 
     hub = empty_torch_home
     for key in ('lpips_alex', 'musiq'):
-        info = PRETRAINED_FILES[key]
+        info = CHECKPOINTS[key]
         (hub / info.hub_subdir).mkdir(parents=True, exist_ok=True)
-    alex = PRETRAINED_FILES['lpips_alex']
+    alex = CHECKPOINTS['lpips_alex']
     shutil.copy(alexnet_torch_home / 'hub' / alex.hub_subdir / alex.filename, hub / alex.hub_subdir / alex.filename)
     torch.manual_seed(0)
     musiq = pyiqa.create_metric('musiq', device='cpu', pretrained=False)
-    torch.save(musiq.net.state_dict(), hub / PRETRAINED_FILES['musiq'].hub_subdir / PRETRAINED_FILES['musiq'].filename)
+    torch.save(musiq.net.state_dict(), hub / CHECKPOINTS['musiq'].hub_subdir / CHECKPOINTS['musiq'].filename)
     return hub
 
 

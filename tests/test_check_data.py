@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from dataset_trees import build_meta_tree, write_image
+from helpers.dataset_trees import build_meta_tree, write_image
 from restorevar_plugin import cli
 from restorevar_plugin.commands import check_data
-from restorevar_plugin.data.dataset_meta import load_dataset_meta
+from restorevar_plugin.data.meta import load_dataset_meta
 
 
 def run_check(argv, capsys):

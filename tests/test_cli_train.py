@@ -1,7 +1,7 @@
 """The ``basicsr`` command end to end on CPU: list, name hints, train, auto-resume, roots, torchrun."""
 import torch
 
-from conftest import REPO, run_cli, run_torchrun, tiny_restoration_options, write_options
+from helpers.runs import REPO, run_cli, run_torchrun, tiny_restoration_options, write_options
 
 
 def test_list_marks_our_registrations():

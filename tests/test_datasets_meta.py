@@ -9,11 +9,11 @@ import pytest
 import yaml
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
-from dataset_trees import EXAMPLES, build_meta_tree, write_image
-from restorevar_plugin.data.dataset_meta import (DEFAULT_META_DIR, META_PATH_ENV, DatasetLayoutError,
-                                                 DatasetPairingError, MetaSchemaError, available_metas, find_pairs,
-                                                 load_dataset_meta, parse_dataset_meta, scan_pairs)
+from helpers.dataset_trees import EXAMPLES, build_meta_tree, write_image
 from restorevar_plugin.data.image_io import ImageReader
+from restorevar_plugin.data.meta import (META_PATH_ENV, DatasetLayoutError, DatasetPairingError, MetaSchemaError,
+                                         available_metas, default_meta_dir, find_pairs, load_dataset_meta,
+                                         parse_dataset_meta, scan_pairs)
 
 SHIPPED = sorted(available_metas([]))
 
@@ -27,7 +27,7 @@ def inline(**overrides):
 
 
 def test_every_shipped_meta_has_an_example_tree():
-    assert DEFAULT_META_DIR.is_dir()
+    assert default_meta_dir().is_dir()
     assert len(SHIPPED) >= 40
     assert sorted(EXAMPLES) == SHIPPED
 
@@ -220,7 +220,7 @@ def test_unknown_meta_name_gives_close_matches_and_search_path(tmp_path):
     with pytest.raises(MetaSchemaError, match="no dataset meta named 'reside_sots_test'.*Did you mean.*"
                                               'reside_sots_outdoor_test') as error:
         load_dataset_meta('reside_sots_test', [str(tmp_path)])
-    assert str(tmp_path) in str(error.value) and str(DEFAULT_META_DIR) in str(error.value)
+    assert str(tmp_path) in str(error.value) and str(default_meta_dir()) in str(error.value)
 
 
 def test_meta_dirs_and_env_var_come_before_the_shipped_folder(tmp_path, monkeypatch):
@@ -232,7 +232,7 @@ def test_meta_dirs_and_env_var_come_before_the_shipped_folder(tmp_path, monkeypa
     assert load_dataset_meta('lolv1_test').split == 'test'
     assert load_dataset_meta('lolv1_test', [str(first)]).split == 'val'
     monkeypatch.delenv(META_PATH_ENV)
-    assert load_dataset_meta('lolv1_test').origin == str(DEFAULT_META_DIR / 'lolv1_test.yml')
+    assert load_dataset_meta('lolv1_test').origin == str(default_meta_dir() / 'lolv1_test.yml')
 
 
 def test_missing_data_root_folder_and_empty_folder(tmp_path):

@@ -15,10 +15,11 @@ from skimage import data as skimage_data
 from torchvision import transforms as torchvision_transforms
 from torchvision.transforms import InterpolationMode
 
-from dataset_trees import write_image
+from helpers.dataset_trees import write_image
+from restorevar_plugin.commands.check_data import item_shares
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import DatasetLayoutError, DatasetPairingError
 from restorevar_plugin.data.image_io import ImageReadError, ImageReader, decode_image
+from restorevar_plugin.data.meta import DatasetLayoutError, DatasetPairingError
 from restorevar_plugin.data.transforms import (build_transform, crop_to_multiple, flip_rotate, lanczos_resize,
                                                resize_shorter_side, to_uint8)
 
@@ -186,7 +187,7 @@ def test_balanced_sampling_is_fifty_fifty_despite_sizes(haze_rain_root):
     torch.manual_seed(0)
     counts = Counter(dataset[i]['degradation'] for i in range(2000))
     assert abs(counts['rain'] / 2000 - 0.5) < 0.05
-    assert dataset.sampling_shares() == {'haze': 0.5, 'rain': 0.5}
+    assert item_shares(dataset.pairs, dataset.settings) == {'haze': 0.5, 'rain': 0.5}
 
 
 def test_weighted_and_unbalanced_shares(haze_rain_root):
@@ -196,7 +197,7 @@ def test_weighted_and_unbalanced_shares(haze_rain_root):
     assert abs(np.mean([p >= 100 for p in picks]) - 0.25) < 0.03
     assert len(set(p for p in picks if p >= 100)) == 10  # inside a degradation: uniform, all used
     dataset = make_dataset(haze_rain_root, HAZE_RAIN, balance='none')
-    assert dataset.sampling_shares() == pytest.approx({'haze': 100 / 110, 'rain': 10 / 110})
+    assert item_shares(dataset.pairs, dataset.settings) == pytest.approx({'haze': 100 / 110, 'rain': 10 / 110})
     assert [dataset[i]['lq_path'] for i in (0, 105)] == [p.lq_path for p in (dataset.pairs[0], dataset.pairs[105])]
 
 

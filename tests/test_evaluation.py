@@ -12,7 +12,7 @@ from basicsr.utils import tensor2img
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import REPO, run_cli, tiny_restoration_options, write_options, write_paired_folders
+from helpers.runs import REPO, run_cli, tiny_restoration_options, write_options, write_paired_folders
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.evaluation import (
     configured_metrics,

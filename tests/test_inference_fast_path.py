@@ -6,9 +6,15 @@ import sys
 import pytest
 import torch
 from basicsr.models import build_model
-from conftest import REPO, tiny_restoration_options
-from test_restorevar_arch import TINY_PATCH_NUMS, TINY_REFINER, random_cond, teacher_input_for, tiny_transformer
-from test_restorevar_model import tiny_options
+from helpers.restorevar import tiny_options
+from helpers.runs import REPO, tiny_restoration_options
+from helpers.tiny_restorevar import (
+    TINY_PATCH_NUMS,
+    TINY_REFINER,
+    random_cond,
+    teacher_input_for,
+    tiny_transformer,
+)
 
 from restorevar_plugin.archs.layers.kv_cache import KVCache
 from restorevar_plugin.archs.refiner_arch import LatentRefinerTransformer

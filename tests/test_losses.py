@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 from restorevar_plugin.losses.lpips_loss import LPIPSLoss
 from restorevar_plugin.losses.ssim_loss import SSIMLoss
 
-pytest_plugins = ['pretrained_fixtures']  # alexnet_torch_home, empty_torch_home, lpips_home
+pytest_plugins = ['helpers.pretrained']  # alexnet_torch_home, empty_torch_home, lpips_home
 
 
 def astronaut_pair(top, left, height, width, noise=0.08, seed=0):

@@ -8,6 +8,7 @@ import pyiqa
 import pytest
 import torch
 import torchvision
+import yaml
 from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
 from basicsr.utils.registry import METRIC_REGISTRY
 from pyiqa.archs.clip_model import _MODELS, CLIP
@@ -16,6 +17,8 @@ from pyiqa.default_model_configs import DEFAULT_CONFIGS
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from restorevar_plugin import cli
+from restorevar_plugin.checkpoints import CHECKPOINTS
 from restorevar_plugin.losses.lpips_loss import LPIPSLoss
 from restorevar_plugin.metrics.iqa_metric import calculate_clipiqa, calculate_musiq, iqa_network
 from restorevar_plugin.metrics.lpips_metric import calculate_lpips, lpips_network, lpips_tensor
@@ -26,9 +29,8 @@ from restorevar_plugin.metrics.skimage_metric import (
     psnr_skimage_tensor,
     ssim_skimage_tensor,
 )
-from restorevar_plugin.pretrained_files import PRETRAINED_FILES
 
-pytest_plugins = ['pretrained_fixtures']  # empty_torch_home, lpips_home, no_network
+pytest_plugins = ['helpers.pretrained']  # empty_torch_home, lpips_home, no_network, random_musiq_file
 
 
 def rgb_pair(size=64, noise=12.0, seed=0):
@@ -107,6 +109,18 @@ def test_protocol_options_run_through_basicsr_calculate_metric():
             assert metric_options['better'] == METRICS[key].better
 
 
+def test_basicsr_list_protocol_prints_each_description_and_a_pasteable_metrics_block(capsys):
+    assert cli.main(['list', 'protocol']) == 0
+    text = capsys.readouterr().out
+    blocks = re.split(r'\n  (?=\S)', text)[1:]
+    assert [block.split('\n', 1)[0] for block in blocks] == list(PROTOCOLS)
+    for block, protocol in zip(blocks, PROTOCOLS.values()):
+        _, description, rest = block.split('\n', 2)
+        assert description.strip() == protocol.describe()
+        assert yaml.safe_load(rest) == {'val': {'metrics': protocol.metric_options()}}
+    assert cli.main(['list', 'protocols']) == 2
+
+
 def test_metric_directions_agree_with_pyiqa():
     for key in ('psnr', 'ssim', 'lpips', 'musiq', 'clipiqa'):
         assert METRICS[key].lower_better == DEFAULT_CONFIGS[key].get('lower_better', False), key
@@ -115,13 +129,16 @@ def test_metric_directions_agree_with_pyiqa():
 
 
 def test_pretrained_file_facts_match_the_libraries():
-    assert PRETRAINED_FILES['lpips_alex'].url == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url
-    assert PRETRAINED_FILES['lpips_vgg'].url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert CHECKPOINTS['lpips_alex'].url == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url
+    assert CHECKPOINTS['lpips_vgg'].url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
     assert DEFAULT_CONFIGS['musiq']['metric_opts']['pretrained'] == 'koniq10k'
-    assert PRETRAINED_FILES['musiq'].url == default_model_urls['koniq10k']
+    assert CHECKPOINTS['musiq'].url == default_model_urls['koniq10k']
     assert DEFAULT_CONFIGS['clipiqa']['metric_opts'] == {'type': 'CLIPIQA'}
-    assert PRETRAINED_FILES['clipiqa'].url == _MODELS['RN50']
-    for info in PRETRAINED_FILES.values():
+    assert CHECKPOINTS['clipiqa'].url == _MODELS['RN50']
+    for info in CHECKPOINTS.values():
+        if info.hub_subdir is None:
+            continue
+        assert info.sha256[:8] in info.filename or info.sha256 in info.url
         assert info.url.endswith('/' + info.filename)
 
 
@@ -156,24 +173,21 @@ def test_no_reference_metrics_name_missing_files(empty_torch_home, tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         calculate_musiq(bgr(pred), bgr(gt))
     assert str(hub / 'pyiqa' / 'musiq_koniq_ckpt-e95806b9.pth') in str(error.value)
-    assert PRETRAINED_FILES['musiq'].url in str(error.value) and 'pretrained_model_path' in str(error.value)
+    assert CHECKPOINTS['musiq'].url in str(error.value) and 'pretrained_model_path' in str(error.value)
     with pytest.raises(FileNotFoundError) as error:
         calculate_clipiqa(bgr(pred), bgr(gt))
     assert str(hub / 'clip' / 'RN50.pt') in str(error.value) and 'clip_model_path' in str(error.value)
     with pytest.raises(FileNotFoundError, match='elsewhere.pth'):
         calculate_musiq(bgr(pred), pretrained_model_path=tmp_path / 'elsewhere.pth')
-    with pytest.raises(ValueError, match='only available for musiq'):
-        iqa_network('clipiqa', random_weights_for_tests=True)
 
 
-def test_random_weight_musiq_runs_the_real_pyiqa_path(empty_torch_home, no_network):
-    torch.manual_seed(0)
+def test_random_weight_musiq_runs_the_real_pyiqa_path(empty_torch_home, no_network, random_musiq_file):
     pred, gt = rgb_pair(size=64)
-    score = calculate_musiq(bgr(pred), bgr(gt), device='cpu', random_weights_for_tests=True, better='higher')
+    score = calculate_musiq(bgr(pred), bgr(gt), device='cpu', pretrained_model_path=random_musiq_file, better='higher')
     assert math.isfinite(score)
-    network = iqa_network('musiq', 'cpu', random_weights_for_tests=True)
+    network = iqa_network('musiq', 'cpu', random_musiq_file)
     assert isinstance(network.net, pyiqa.archs.musiq_arch.MUSIQ)
-    assert calculate_musiq(bgr(gt), device='cpu', random_weights_for_tests=True) != score
+    assert calculate_musiq(bgr(gt), device='cpu', pretrained_model_path=random_musiq_file) != score
 
 
 def tiny_clip_archive(path):

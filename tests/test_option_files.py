@@ -7,13 +7,12 @@ import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
 
-from conftest import REPO
+from helpers.runs import REPO, load_option_file
 from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.evaluation import configured_metrics
 from restorevar_plugin.harness import check_registry_names
 from restorevar_plugin.models.stages import STAGES
-from test_restorevar_model import load_option_file
 
 ALL_OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
 BENCHMARKS = [path for path in ALL_OPTION_FILES if 'methods' in load_option_file(path)]  # `basicsr benchmark` files

@@ -2,7 +2,7 @@
 import os
 import textwrap
 
-from conftest import REPO, run_cli
+from helpers.runs import REPO, run_cli
 from restorevar_plugin.cli import load_plugins
 
 

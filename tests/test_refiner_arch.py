@@ -49,7 +49,7 @@ def test_full_size_counts_and_official_key_layout():
 
 
 def reference_refine(net, x, cond):
-    """The refiner written out from the facts sheet (4.2) with explicit tensor algebra."""
+    """The official ``Refiner.forward`` (``models/vae_refiner_rope.py``) written out with explicit tensor algebra."""
     p = dict(net.named_parameters())
     heads = 2
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from basicsr.models import build_model
 
-from test_restorevar_model import fixed_batch, tiny_options
+from helpers.restorevar import fixed_batch, tiny_options
 
 
 def stage_model(tmp_path, train_mode, drop_path_rate):

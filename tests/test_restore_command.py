@@ -7,8 +7,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from torch import nn
 
-from conftest import write_options
-from dataset_trees import write_image
+from helpers.dataset_trees import write_image
+from helpers.runs import write_options
 from restorevar_plugin.cli import main
 from restorevar_plugin.models.restoration_model import RestorationModel
 

@@ -1,54 +1,42 @@
 """RestoreVAR transformer: official layout and counts, RoPE, masks, gates, KV-cached generation, loading."""
-import logging
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.references import (
+    fake_base_var_state,
+    reference_additive_mask,
+    reference_levels,
+    reference_rope_table,
+)
+from helpers.tiny_restorevar import (
+    TINY,
+    TINY_PATCH_NUMS,
+    TINY_REFINER,
+    random_cond,
+    teacher_input_for,
+    tiny_transformer,
+    tiny_vqvae,
+)
 
-from restorevar_plugin.archs.layers.rope2d import (apply_rope, grid_rope_table, multiscale_rope_table,
-                                                   rope_frequencies, rope_table)
+from restorevar_plugin.archs.layers.rope2d import (
+    apply_rope,
+    grid_rope_table,
+    multiscale_rope_table,
+    rope_frequencies,
+    rope_table,
+)
 from restorevar_plugin.archs.refiner_arch import LatentRefinerTransformer
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-from restorevar_plugin.official_checkpoints import load_official_restorevar, load_official_vqvae
+from restorevar_plugin.checkpoints import (
+    load_network,
+    load_official_restorevar,
+    load_var_pretrained,
+)
 
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
-TINY_PATCH_NUMS = (1, 2, 3, 4)
-TINY = dict(depth=2, embed_dim=64, num_heads=2, vocab_size=64, z_channels=8, patch_nums=TINY_PATCH_NUMS)
-TINY_REFINER = dict(seq_len=16, seq_len_cond=30, in_dim=8, in_dim_cond=64, out_dim=8, dim=32, depth=2, heads=2,
-                    mlp_dim=64)
-
-
-# ------------------------------------------------------------------------------------ independent references
-def reference_rope_table(patch_nums, head_dim, base=10000.0):
-    """Facts sheet 3.3 written out directly: position (i*G/pn, j*G/pn), freq_j = base^(-4j/head_dim)."""
-    grid = patch_nums[-1]
-    freqs = torch.tensor([base**(-4.0 * j / head_dim) for j in range(head_dim // 4)], dtype=torch.float64)
-    rows, cols = [], []
-    for pn in patch_nums:
-        for i in range(pn):
-            for j in range(pn):
-                rows.append(i * grid / pn)
-                cols.append(j * grid / pn)
-    angles = torch.cat([torch.tensor(rows, dtype=torch.float64)[:, None] * freqs,
-                        torch.tensor(cols, dtype=torch.float64)[:, None] * freqs], dim=1)
-    return torch.complex(torch.cos(angles), torch.sin(angles)).to(torch.complex64)
-
-
-def reference_levels(patch_nums):
-    return torch.tensor([level for level, pn in enumerate(patch_nums) for _ in range(pn * pn)])
-
-
-def reference_additive_mask(patch_nums):
-    levels = reference_levels(patch_nums).tolist()
-    size = len(levels)
-    mask = torch.full((size, size), -math.inf)
-    for query in range(size):
-        for key in range(size):
-            if levels[key] <= levels[query]:
-                mask[query, key] = 0.0
-    return mask[None, None]
 
 
 def official_layout_state(transformer, refiner, generator):
@@ -69,50 +57,6 @@ def official_layout_state(transformer, refiner, generator):
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-def tiny_vqvae():
-    torch.manual_seed(0)
-    return MultiScaleVQVAE(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1,
-                           patch_nums=TINY_PATCH_NUMS).eval()
-
-
-def tiny_transformer(seed=1, gates=0.0):
-    """Tiny transformer in eval mode; ``gates`` sets every cross-attention gain and the SOS global gain.
-
-    Every Linear weight is re-drawn at std ``fan_in ** -0.5`` (the scale of a trained model rather than the
-    small official init) so that the condition matters and greedy decisions differ between images.
-    """
-    torch.manual_seed(seed)
-    net = RestoreVARTransformer(**TINY).eval()
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, module.in_features**-0.5)
-        net.global_embed_gain.fill_(gates)
-        for block in net.blocks:
-            block.cross_attn.gain.fill_(gates)
-    return net
-
-
-def random_cond(batch, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 8, 4, 4, generator=generator)
-
-
-@pytest.fixture
-def basicsr_log():
-    """Records logged by BasicSR's root logger (it does not propagate to pytest's caplog)."""
-    logger = logging.getLogger('basicsr')
-    records = []
-    handler = logging.Handler(level=logging.INFO)
-    handler.emit = records.append
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
-
-
 # ---------------------------------------------------------------------------------------- full-size (meta)
 def expected_official_shapes():
     """Facts sheet 3.7: parameter keys of restorevar.pth outside vae_refiner.*, with shapes."""
@@ -243,12 +187,6 @@ def test_initialisation_follows_the_official_rules():
 
 
 # ------------------------------------------------------------------------------------------ forward behaviour
-def teacher_input_for(vqvae, batch, seed):
-    generator = torch.Generator().manual_seed(seed)
-    indices = [torch.randint(0, 64, (batch, pn * pn), generator=generator) for pn in TINY_PATCH_NUMS]
-    return vqvae.indices_to_teacher_input(indices)
-
-
 def test_zero_gates_make_outputs_independent_of_the_condition():
     vqvae = tiny_vqvae()
     net = tiny_transformer(gates=0.0)
@@ -267,7 +205,7 @@ def test_zero_gates_make_outputs_independent_of_the_condition():
 
 
 def reference_logits(net, cond, teacher_input):
-    """Teacher-forced logits written out from the facts sheet (3.2-3.6) with explicit tensor algebra."""
+    """Teacher-forced logits of the official ``VAR.forward`` (``models/var.py``), written with explicit tensor algebra."""
     p = dict(net.named_parameters())
     batch, width, heads = cond.shape[0], net.embed_dim, net.num_heads
     head_dim = width // heads
@@ -349,7 +287,7 @@ def test_gradients_reach_every_parameter():
     net = tiny_transformer(gates=1.0).train()
     generator = torch.Generator().manual_seed(8)
     indices = [torch.randint(0, 64, (2, pn * pn), generator=generator) for pn in TINY_PATCH_NUMS]
-    logits = net(random_cond(2, seed=9), vqvae.indices_to_teacher_input(indices))
+    logits = net(random_cond(2, seed=9), vqvae.quantize.teacher_input(indices))
     F.cross_entropy(logits.flatten(0, 1), torch.cat(indices, dim=1).flatten()).backward()
     for name, parameter in net.named_parameters():
         assert parameter.grad is not None, name
@@ -365,14 +303,14 @@ def test_kv_cached_generation_matches_teacher_forcing_and_full_recompute(batch):
     with torch.no_grad():
         cached = net.generate(cond, vqvae)
         recomputed = net.generate(cond, vqvae, use_kv_cache=False)
-        logits = net(cond, vqvae.indices_to_teacher_input(cached.indices))
+        logits = net(cond, vqvae.quantize.teacher_input(cached.indices))
     assert [tuple(idx.shape) for idx in cached.indices] == [(batch, pn * pn) for pn in TINY_PATCH_NUMS]
     assert cached.f_hat.shape == (batch, 8, 4, 4) and cached.last_hidden.shape == (batch, 30, 64)
     assert torch.equal(logits.argmax(dim=-1), torch.cat(cached.indices, dim=1))
     assert torch.allclose(net.logits(cached.last_hidden), logits, atol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(cached.indices, recomputed.indices))
     assert torch.allclose(cached.last_hidden, recomputed.last_hidden, atol=1e-5)
-    assert torch.allclose(cached.f_hat, vqvae.indices_to_fhat(cached.indices), atol=1e-5)
+    assert torch.allclose(cached.f_hat, vqvae.quantize.indices_to_fhat(cached.indices), atol=1e-5)
 
 
 def test_batched_generation_equals_per_image_generation():
@@ -390,7 +328,6 @@ def test_batched_generation_equals_per_image_generation():
 
 
 def test_bad_inputs_raise_clear_errors():
-    vqvae = tiny_vqvae()
     net = tiny_transformer()
     with pytest.raises(ValueError, match='cond must be'):
         net(torch.zeros(1, 8, 5, 5), torch.zeros(1, 29, 8))
@@ -448,41 +385,18 @@ def test_official_vqvae_checkpoint_loads_strictly(tmp_path):
     torch.save(state, tmp_path / 'vae_tiny.pth')
     target = MultiScaleVQVAE(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 1), num_res_blocks=1,
                              patch_nums=TINY_PATCH_NUMS)
-    report = load_official_vqvae(tmp_path / 'vae_tiny.pth', target)
-    assert report['layout'] == 'flat' and report['keys'] == len(state) and report['dropped'] == []
-    assert 'ema_vocab_hit_SV' in report['notes'][0]
+    report = load_network(target, tmp_path / 'vae_tiny.pth')
+    assert report['layout'] == 'flat' and report['loaded'] == len(state) - 1
+    assert report['reshaped'] == ['quantize.ema_vocab_hit_SV'] and report['missing'] == report['unexpected'] == []
     for key, value in target.state_dict().items():
         if key != 'quantize.ema_vocab_hit_SV':
             assert torch.equal(value, state[key]), key
     state.pop('post_quant_conv.bias')
     torch.save(state, tmp_path / 'vae_partial.pth')
     with pytest.raises(ValueError, match='post_quant_conv.bias'):
-        load_official_vqvae(tmp_path / 'vae_partial.pth', target)
+        load_network(target, tmp_path / 'vae_partial.pth')
     with pytest.raises(FileNotFoundError, match='vae_restorevar.ckpt'):
-        load_official_vqvae(tmp_path / 'vae_restorevar.ckpt', target)
-
-
-def fake_base_var_state(transformer, levels, generator):
-    """A tiny base-VAR state dict: shared weights, AdaLN, absolute positions and buffers, no RestoreVAR modules."""
-    width, length = transformer.embed_dim, transformer.seq_len
-    state = {
-        key: torch.randn(value.shape, generator=generator)
-        for key, value in transformer.state_dict().items()
-        if 'cross_attn.' not in key and not key.startswith(('global_embed', 'cond_proj4', 'word_embed_cond',
-                                                            'lvl_embed_cond'))
-    }
-    state['lvl_embed.weight'] = torch.randn(levels, width, generator=generator)
-    state['pos_start'] = torch.randn(1, 1, width, generator=generator)
-    state['pos_1LC'] = torch.randn(1, length, width, generator=generator)
-    state['attn_bias_for_masking'] = reference_additive_mask(transformer.patch_nums)
-    state['lvl_1L'] = reference_levels(transformer.patch_nums)[None]
-    state['head_nm.ada_lin.1.weight'] = torch.randn(2 * width, width, generator=generator)
-    state['head_nm.ada_lin.1.bias'] = torch.randn(2 * width, generator=generator)
-    for index in range(transformer.depth):
-        state[f'blocks.{index}.ada_lin.1.weight'] = torch.randn(6 * width, width, generator=generator)
-        state[f'blocks.{index}.ada_lin.1.bias'] = torch.randn(6 * width, generator=generator)
-        state[f'blocks.{index}.attn.zero_k_bias'] = torch.zeros(width)
-    return state
+        load_network(target, tmp_path / 'vae_restorevar.ckpt')
 
 
 def test_load_var_pretrained_keeps_shared_weights_and_drops_the_rest(tmp_path, basicsr_log):
@@ -490,7 +404,7 @@ def test_load_var_pretrained_keeps_shared_weights_and_drops_the_rest(tmp_path, b
     before = {key: value.clone() for key, value in net.state_dict().items()}
     state = fake_base_var_state(net, levels=10, generator=torch.Generator().manual_seed(14))
     torch.save(state, tmp_path / 'var_tiny.pth')
-    report = net.load_var_pretrained(tmp_path / 'var_tiny.pth')
+    report = load_var_pretrained(tmp_path / 'var_tiny.pth', net)
 
     after = net.state_dict()
     for key in report['loaded']:
@@ -519,14 +433,14 @@ def test_load_var_pretrained_rejects_foreign_files(tmp_path):
     state['vae_refiner.proj_out.weight'] = torch.zeros(8, 32)
     torch.save(state, tmp_path / 'foreign.pth')
     with pytest.raises(ValueError, match='unknown keys'):
-        net.load_var_pretrained(tmp_path / 'foreign.pth')
+        load_var_pretrained(tmp_path / 'foreign.pth', net)
     state.pop('vae_refiner.proj_out.weight')
     state.pop('blocks.1.ffn.fc1.weight')
     torch.save(state, tmp_path / 'partial.pth')
     with pytest.raises(ValueError, match='blocks.1.ffn.fc1.weight'):
-        net.load_var_pretrained(tmp_path / 'partial.pth')
+        load_var_pretrained(tmp_path / 'partial.pth', net)
     with pytest.raises(FileNotFoundError):
-        net.load_var_pretrained(tmp_path / 'var_d16.pth')
+        load_var_pretrained(tmp_path / 'var_d16.pth', net)
 
 
 def test_condition_and_start_tokens_are_embedded_in_fp32_under_autocast():

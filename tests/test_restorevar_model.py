@@ -3,58 +3,17 @@ import copy
 
 import pytest
 import torch
-import yaml
-from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
-from basicsr.utils.options import ordered_yaml
 
-from conftest import REPO, run_cli, run_torchrun
+from helpers.references import fake_base_var_state
+from helpers.restorevar import DEMO, SIZE, fixed_batch, synthetic, tiny_options
+from helpers.runs import run_cli, run_torchrun
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
-from test_restorevar_arch import fake_base_var_state
 
-pytest_plugins = ['pretrained_fixtures']
-
-DEMO = REPO / 'options' / 'demo'
-SIZE = 32
-PATCH_NUMS = [1, 2, 4]
-
-
-def load_option_file(path):
-    """An option file read with BasicSR's own YAML loader."""
-    with open(path, encoding='utf-8') as handle:
-        return yaml.load(handle, Loader=ordered_yaml()[0])
-
-
-def tiny_options(stage_file, tmp_path):
-    """A demo option file shrunk to 32-px images and 3 scales, ready for ``build_model`` (no pretrained files)."""
-    opt = load_option_file(DEMO / stage_file)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0)
-    for key in ('models', 'training_states', 'visualization'):
-        opt['path'][key] = str(tmp_path / key)
-    for key in list(opt['path']):
-        if key.startswith('pretrain_'):
-            opt['path'][key] = None
-    for key in ('network_vqvae', 'network_g'):
-        if key in opt:
-            opt[key]['patch_nums'] = PATCH_NUMS
-    if 'network_refiner' in opt:
-        opt['network_refiner'].update(seq_len=16, seq_len_cond=21)
-    for dataset_opt in opt['datasets'].values():
-        dataset_opt['size'] = SIZE
-    return opt
-
-
-def synthetic(opt, phase):
-    key = 'train' if phase == 'train' else 'val'
-    return build_dataset(dict(opt['datasets'][key], phase=phase))
-
-
-def fixed_batch(opt, count=8):
-    dataset = synthetic(opt, 'val')
-    return {key: torch.stack([dataset[i][key] for i in range(count)]) for key in ('lq', 'gt')}
+pytest_plugins = ['helpers.pretrained']
 
 
 def train_on(model, batch, iterations):
@@ -141,7 +100,7 @@ def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
         model.feed_data(batch)
         model.optimize_parameters(iteration)
         weights.append(model.net_refiner.state_dict()[key].clone())
-    trained, averaged = model.net_refiner.state_dict(), model.net_g_ema.state_dict()
+    trained, averaged = model.net_refiner.state_dict(), model.net_ema.state_dict()
     # the EMA starts as a copy (w0), then two updates of decay 0.5
     torch.testing.assert_close(averaged[key], 0.25 * weights[0] + 0.25 * weights[1] + 0.5 * weights[2])
     assert not torch.equal(averaged[key], trained[key])
@@ -154,7 +113,7 @@ def test_ema_of_the_trained_network_is_saved_as_params_ema(tmp_path):
 
     opt['path']['pretrain_network_refiner'] = str(tmp_path / 'models' / 'net_refiner_2.pth')
     resumed = build_model(opt)
-    torch.testing.assert_close(resumed.net_g_ema.state_dict()[key], averaged[key])
+    torch.testing.assert_close(resumed.net_ema.state_dict()[key], averaged[key])
     torch.testing.assert_close(resumed.net_refiner.state_dict()[key], trained[key])
 
 

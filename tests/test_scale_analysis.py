@@ -8,10 +8,10 @@ import torch
 import yaml
 from skimage.metrics import peak_signal_noise_ratio
 
-from dataset_trees import build_meta_tree
+from helpers.dataset_trees import build_meta_tree
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.cli import main
-from restorevar_plugin.data.dataset_meta import load_dataset_meta
+from restorevar_plugin.data.meta import load_dataset_meta
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.data.transforms import lanczos_resize
 from restorevar_plugin.scale_analysis import (PSNR_COLUMNS, VARIANTS, check_coarse_scales, default_coarse_scales,
@@ -42,12 +42,12 @@ def seeded_vqvae():
     degraded, gt, _ = synthetic_pairs()
     with torch.no_grad():
         latents = net.encode_latent(torch.cat([degraded, gt]) * 2 - 1)
-        net.init_codebook_from_latents(latents, torch.Generator().manual_seed(0))
+        net.quantize.init_codebook_from_latents(latents, torch.Generator().manual_seed(0))
     return net
 
 
 def decode(net, indices):
-    return (net.decode_latent(net.indices_to_fhat(indices)) + 1) / 2
+    return (net.decode_latent(net.quantize.indices_to_fhat(indices)) + 1) / 2
 
 
 def skimage_psnr(pred, gt):

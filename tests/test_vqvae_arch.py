@@ -13,7 +13,7 @@ from restorevar_plugin.archs.layers import multiscale_quantizer
 from restorevar_plugin.archs.layers.multiscale_quantizer import phi_indices_for
 from restorevar_plugin.archs.layers.vqvae_blocks import AttnBlock
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-from restorevar_plugin.weights import load_state_dict
+from restorevar_plugin.checkpoints import load_state_dict
 
 PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 PATCH_NUMS_1024 = (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64)
@@ -23,7 +23,7 @@ TINY_TOKENS = sum(pn * pn for pn in TINY['patch_nums'])  # 130
 
 
 def official_layout(ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z=32, vocab=4096, num_scales=10, num_phi=4):
-    """Key -> shape of the official VQVAE state dict, written from the facts sheet's description (§2)."""
+    """Key -> shape of the official VQVAE state dict (VAR's ``models/vqvae.py``), written out level by level."""
     shapes = {}
 
     def conv(prefix, cout, cin, kernel):
@@ -99,7 +99,8 @@ def tiny_net(seed=0, random_quantizer=True, **overrides):
 
 
 def reference_quantize(net, f):
-    """Direct transcription of facts §2.2 (float64 distances): per-scale indices and f_hat after each scale."""
+    """VAR's ``f_to_idxBl_or_fhat`` (``models/quant.py``) transcribed with float64 distances: per-scale indices
+    and f_hat after each scale."""
     quantizer = net.quantize
     codebook = quantizer.embedding.weight.detach()
     num_scales, side, batch = len(net.patch_nums), f.shape[-1], f.shape[0]
@@ -210,13 +211,13 @@ def test_registry_builds_from_yaml_lists():
 
 # ---------------------------------------------------------------------------------------- phi mapping
 def test_phi_mapping_official_table_and_computed_rule(monkeypatch):
-    assert tiny_net(patch_nums=PATCH_NUMS_512).phi_indices == (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
+    assert tiny_net(patch_nums=PATCH_NUMS_512).quantize.phi_indices == (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
     monkeypatch.setattr(multiscale_quantizer, 'OFFICIAL_PHI_TABLES', {})
     assert phi_indices_for(10, 4) == (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)  # the float64 rule agrees with the table
 
     ticks = [Fraction(3 + 10 * j, 36) for j in range(4)]  # exact linspace(1/12, 11/12, 4)
     exact = tuple(min(range(4), key=lambda j: abs(ticks[j] - Fraction(k, 13))) for k in range(14))
-    assert tiny_net(patch_nums=PATCH_NUMS_1024).phi_indices == exact == (0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3)
+    assert tiny_net(patch_nums=PATCH_NUMS_1024).quantize.phi_indices == exact == (0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3)
     with pytest.raises(ValueError, match='at least 2 scales'):
         phi_indices_for(1, 4)
 
@@ -224,30 +225,31 @@ def test_phi_mapping_official_table_and_computed_rule(monkeypatch):
 # ------------------------------------------------------------------------------------ quantizer maths
 def test_quantizer_matches_reference_and_paths_agree():
     net = tiny_net()
-    assert net.phi_indices == (0, 0, 1, 2, 3, 3)  # not the identity: a wrong phi choice shows
+    assert net.quantize.phi_indices == (0, 0, 1, 2, 3, 3)  # not the identity: a wrong phi choice shows
     f = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
-        indices = net.latent_to_indices(f)
+        indices = net.quantize.latent_to_indices(f)
         ref_indices, ref_fhats = reference_quantize(net, f)
-        f_hat, quantize_indices, _ = net.quantize_latent(f)
+        f_hat, quantize_indices, _ = net.quantize.quantize(f)
         assert all(torch.equal(a, b) for a, b in zip(indices, ref_indices))
         assert all(torch.equal(a, b) for a, b in zip(indices, quantize_indices))
         assert all(idx.dtype == torch.long and idx.shape == (2, pn * pn) for idx, pn in zip(indices, net.patch_nums))
-        assert torch.equal(net.indices_to_fhat(indices), f_hat)
+        assert torch.equal(net.quantize.indices_to_fhat(indices), f_hat)
         torch.testing.assert_close(f_hat, ref_fhats[-1], rtol=0, atol=1e-5)
-        torch.testing.assert_close(net.indices_to_fhat(indices[:2]), ref_fhats[1], rtol=0, atol=1e-5)
+        torch.testing.assert_close(net.quantize.indices_to_fhat(indices[:2]), ref_fhats[1], rtol=0, atol=1e-5)
 
         step_fhat, step_inputs = torch.zeros_like(f), []
         for si in range(len(net.patch_nums)):
-            step_fhat, next_input = net.next_scale_input(si, step_fhat, net.embed_indices(indices[si], si))
+            codes = net.quantize.embed_indices(indices[si], si)
+            step_fhat, next_input = net.quantize.next_scale_input(si, step_fhat, codes)
             if next_input is not None:
                 step_inputs.append(next_input.flatten(2).transpose(1, 2))
         assert next_input is None
         assert torch.equal(step_fhat, f_hat)
-        teacher = net.indices_to_teacher_input(indices)
+        teacher = net.quantize.teacher_input(indices)
         assert teacher.shape == (2, TINY_TOKENS - 1, 8)
         assert torch.equal(teacher, torch.cat(step_inputs, 1))
-        assert torch.equal(net.indices_to_teacher_input(indices[:-1]), teacher)
+        assert torch.equal(net.quantize.teacher_input(indices[:-1]), teacher)
         expected_first = F.interpolate(ref_fhats[0], size=(2, 2), mode='area').flatten(2).transpose(1, 2)
         torch.testing.assert_close(teacher[:, :4], expected_first, rtol=0, atol=1e-5)
 
@@ -256,10 +258,10 @@ def test_quantizer_ignores_autocast():
     net = tiny_net()
     f = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
-        plain = net.latent_to_indices(f)
+        plain = net.quantize.latent_to_indices(f)
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            autocast = net.latent_to_indices(f)
-            teacher = net.indices_to_teacher_input(plain)
+            autocast = net.quantize.latent_to_indices(f)
+            teacher = net.quantize.teacher_input(plain)
     assert all(torch.equal(a, b) for a, b in zip(plain, autocast))
     assert teacher.dtype == torch.float32
 
@@ -275,11 +277,11 @@ def test_residual_shrinks_over_scales_on_real_images():
                           patch_nums=(1, 2, 4, 8, 16)).eval()
     with torch.no_grad():
         f = net.encode_latent(skimage_batch(64))
-        untrained = (f - net.indices_to_fhat(net.latent_to_indices(f))).flatten(1).norm(dim=1)
-        net.init_codebook_from_latents(torch.cat([f[:2], f[:2].flip(-1)]), torch.Generator().manual_seed(0))
-        indices = net.latent_to_indices(f)
+        untrained = (f - net.quantize.indices_to_fhat(net.quantize.latent_to_indices(f))).flatten(1).norm(dim=1)
+        net.quantize.init_codebook_from_latents(torch.cat([f[:2], f[:2].flip(-1)]), torch.Generator().manual_seed(0))
+        indices = net.quantize.latent_to_indices(f)
         norms = [f.flatten(1).norm(dim=1)]
-        norms += [(f - net.indices_to_fhat(indices[:k])).flatten(1).norm(dim=1) for k in range(1, 6)]
+        norms += [(f - net.quantize.indices_to_fhat(indices[:k])).flatten(1).norm(dim=1) for k in range(1, 6)]
     norms = torch.stack(norms, 1)
     assert (norms[:, 1:] < norms[:, :-1]).all(), norms
     assert (norms[:, -1] < 0.6 * norms[:, 0]).all(), norms
@@ -287,10 +289,10 @@ def test_residual_shrinks_over_scales_on_real_images():
 
 
 # ---------------------------------------------------------------------------------- training path
-def test_quantize_latent_training_losses_ste_and_usage():
+def test_quantize_training_losses_ste_and_usage():
     net = tiny_net(beta=0.25).train()
     f = torch.randn(2, 8, 8, 8, requires_grad=True)
-    f_hat, indices, losses = net.quantize_latent(f)
+    f_hat, indices, losses = net.quantize.quantize(f)
     _, ref_fhats = reference_quantize(net, f.detach())
     codebook = sum(F.mse_loss(ref, f.detach()) for ref in ref_fhats) / 6
     torch.testing.assert_close(losses['codebook_loss'], codebook, rtol=1e-5, atol=1e-6)
@@ -307,13 +309,13 @@ def test_quantize_latent_training_losses_ste_and_usage():
     commitment_grad = 0.25 * sum(2 * (f.detach() - ref) / f.numel() for ref in ref_fhats) / 6
     torch.testing.assert_close(f.grad, 1 + commitment_grad, rtol=1e-4, atol=1e-6)  # straight-through + beta term
     assert net.quantize.embedding.weight.grad.abs().sum() > 0
-    used = set(net.phi_indices)
+    used = set(net.quantize.phi_indices)
     assert all((phi.weight.grad is not None) == (k in used) for k, phi in enumerate(net.quantize.quant_resi.qresi_ls))
 
-    net.quantize_latent(f.detach())
+    net.quantize.quantize(f.detach())
     torch.testing.assert_close(net.quantize.ema_vocab_hit_SV, counts, rtol=0, atol=1e-5)  # same batch: EMA fixed
     before = net.quantize.ema_vocab_hit_SV.clone()
-    net.eval().quantize_latent(torch.randn(2, 8, 8, 8))
+    net.eval().quantize.quantize(torch.randn(2, 8, 8, 8))
     assert torch.equal(net.quantize.ema_vocab_hit_SV, before)
 
 
@@ -333,13 +335,13 @@ def test_restart_dead_codes_reseeds_only_unused_codes():
         net.quantize.embedding.weight[:] = torch.randn(256, 8)
         net.quantize.embedding.weight[32:] += 100  # far from every latent: never chosen
     f = torch.randn(4, 8, 8, 8)
-    assert net.restart_dead_codes(f) == 0  # no usage statistics yet
-    net.quantize_latent(f)
+    assert net.quantize.restart_dead_codes(f) == 0  # no usage statistics yet
+    net.quantize.quantize(f)
     hits = net.quantize.ema_vocab_hit_SV.sum(0)
     dead = hits < 0.08 * hits.sum() / 256
     uniform = net.quantize.ema_vocab_hit_SV.sum(1) / 256
     before = net.quantize.embedding.weight.detach().clone()
-    assert net.restart_dead_codes(f, generator=torch.Generator().manual_seed(0)) == int(dead.sum()) >= 224
+    assert net.quantize.restart_dead_codes(f, generator=torch.Generator().manual_seed(0)) == int(dead.sum()) >= 224
     after = net.quantize.embedding.weight.detach()
     assert torch.equal(after[~dead], before[~dead])
     assert after.abs().max() < 50
@@ -362,16 +364,16 @@ def test_swap_embed_decode_shapes_and_ranges():
         swapped = net.swap_scales(a, b, 2)
         assert all(x is y for x, y in zip(swapped, a[:2] + b[2:])) and len(swapped) == 6
         assert net.swap_scales(a, b, 0) == list(b) and net.swap_scales(a, b, 6) == list(a)
-        h = net.embed_indices(a[4], 4)
+        h = net.quantize.embed_indices(a[4], 4)
         assert h.shape == (2, 8, 6, 6)
         torch.testing.assert_close(h[1, :, 3, 1], net.quantize.embedding.weight[a[4][1, 3 * 6 + 1]])
-        image = net.decode_latent(net.indices_to_fhat(swapped))
+        image = net.decode_latent(net.quantize.indices_to_fhat(swapped))
         assert image.shape == (2, 3, 16, 16) and image.min() >= -1 and image.max() <= 1
         assert net.decode_latent(torch.randn(1, 8, 3, 5) * 50).shape == (1, 3, 6, 10)
 
 
 def reference_autoencoder(state, img, num_levels, num_res_blocks):
-    """Functional encoder -> quant_conv -> post_quant_conv -> decoder from a state dict (facts §2.1 order)."""
+    """Functional encoder -> quant_conv -> post_quant_conv -> decoder from a state dict (VAR's basic_vae.py)."""
 
     def conv(x, prefix, stride=1, padding=None):
         weight = state[f'{prefix}.weight']
@@ -448,22 +450,22 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match='multiples of the downsample factor 2'):
         net.encode_latent(torch.zeros(1, 3, 15, 16))
     with pytest.raises(ValueError, match=r'f must have shape \(B, 8, 8, 8\)'):
-        net.latent_to_indices(torch.zeros(1, 8, 4, 4))
+        net.quantize.latent_to_indices(torch.zeros(1, 8, 4, 4))
     with pytest.raises(ValueError, match=r'latent must have shape \(B, 8, h, w\)'):
         net.decode_latent(torch.zeros(1, 4, 8, 8))
-    indices = net.latent_to_indices(torch.randn(2, 8, 8, 8))
+    indices = net.quantize.latent_to_indices(torch.randn(2, 8, 8, 8))
     with pytest.raises(ValueError, match='list of 1 or 2 or 3 or 4 or 5 or 6 per-scale'):
-        net.indices_to_fhat(indices + indices[:1])
+        net.quantize.indices_to_fhat(indices + indices[:1])
     with pytest.raises(ValueError, match='list of 5 or 6 per-scale index tensors'):
-        net.indices_to_teacher_input(indices[:2])
+        net.quantize.teacher_input(indices[:2])
     with pytest.raises(ValueError, match=r'indices_b\[1\] must be an integer tensor of shape \(2, 4\)'):
         net.swap_scales(indices, [indices[0], indices[2]] + indices[2:], 1)
     with pytest.raises(ValueError, match=r'shape \(2, 9\) for scale 2'):
-        net.indices_to_fhat([indices[0], indices[1], indices[2][:1]])
+        net.quantize.indices_to_fhat([indices[0], indices[1], indices[2][:1]])
     with pytest.raises(ValueError, match='integer tensor'):
-        net.embed_indices(indices[1].float(), 1)
+        net.quantize.embed_indices(indices[1].float(), 1)
     with pytest.raises(ValueError, match=r'h must have shape \(2, 8, 2, 2\)'):
-        net.next_scale_input(1, torch.zeros(2, 8, 8, 8), torch.zeros(2, 8, 4, 4))
+        net.quantize.next_scale_input(1, torch.zeros(2, 8, 8, 8), torch.zeros(2, 8, 4, 4))
     with pytest.raises(ValueError, match='k must be in'):
         net.swap_scales(indices, indices, 7)
     with pytest.raises(ValueError, match='strictly increasing'):

@@ -138,6 +138,15 @@ class AWRaCLe(PromptedRestormer):
             handle.remove()
         return captured['tokens']
 
+    TINY_CONFIG = TINY_CONFIG
+
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(lq, context_lq, context_gt)``: ``(batch_size, 3, 16, 16)`` and one ``(3, 40, 48)`` context pair per
+        item, uniform in [0, 1]."""
+        lq = torch.rand(batch_size, 3, 16, 16, generator=generator)
+        context_lq, context_gt = (torch.rand(batch_size, 3, 40, 48, generator=generator) for _ in range(2))
+        return lq, context_lq, context_gt
+
     def forward(self, lq, context_lq=None, context_gt=None, context_tokens=None):
         if context_tokens is None:
             if context_lq is None or context_gt is None:

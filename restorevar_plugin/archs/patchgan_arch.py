@@ -19,6 +19,7 @@ a 256x256 input gives a 30x30 map of real/fake logits. Weights are initialised e
 :meth:`PatchGANDiscriminator.reset_parameters` as pix2pix and taming do: conv weights N(0, 0.02),
 biases 0, BatchNorm weights N(1, 0.02) and biases 0.
 """
+import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
@@ -46,7 +47,13 @@ class PatchGANDiscriminator(nn.Module):
     Shapes:
         input ``(B, input_nc, H, W)`` (any range; [-1, 1] as for the decoder) -> logits ``(B, 1, H', W')``,
         where ``H' = H / 2^n_layers - 2`` when ``H`` is a multiple of ``2^n_layers`` (30 for 256, 6 for 64).
+
+    ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
+    :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
+    every registered arch through them.
     """
+
+    TINY_CONFIG = {'ndf': 8, 'n_layers': 2}
 
     def __init__(self, input_nc=3, ndf=64, n_layers=3, norm='batch'):
         super().__init__()
@@ -54,6 +61,7 @@ class PatchGANDiscriminator(nn.Module):
             raise ValueError(f'PatchGANDiscriminator: norm must be one of {NORMS}, got {norm!r}')
         if n_layers < 1:
             raise ValueError(f'PatchGANDiscriminator: n_layers must be >= 1, got {n_layers}')
+        self.input_nc, self.n_layers = input_nc, n_layers
         use_bias = norm != 'batch'
         layers = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         channels = ndf
@@ -80,6 +88,11 @@ class PatchGANDiscriminator(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.normal_(module.weight, 1.0, 0.02)
                 nn.init.zeros_(module.bias)
+
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(images,)``: ``(batch_size, input_nc, S, S)`` uniform in [-1, 1], ``S = 8 * 2^n_layers`` (6 x 6 logits)."""
+        size = 8 * 2**self.n_layers
+        return (torch.rand(batch_size, self.input_nc, size, size, generator=generator) * 2 - 1, )
 
     def forward(self, x):
         """``(B, input_nc, H, W)`` -> patch logits ``(B, 1, H', W')`` (see the class docstring)."""

@@ -4,8 +4,9 @@ The official network of va1shn9v/PromptIR (``net/model.py``, class ``PromptIR``)
 names and shapes: 548 state-dict keys; 35,592,263 parameters with ``decoder=True`` (the paper's
 35.59M), 32,107,288 with ``decoder=False``. Official checkpoint: ``model.ckpt`` (GitHub release v1.0 of
 va1shn9v/PromptIR), a Lightning checkpoint whose keys carry a ``net.`` prefix; it loads strictly through
-:func:`restorevar_plugin.weights.load_state_dict`.
+:func:`restorevar_plugin.checkpoints.load_state_dict`.
 """
+import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
@@ -74,6 +75,12 @@ class PromptIR(PromptedRestormer):
             self.reduce_noise_channel_2 = nn.Conv2d(2 * dim + p2, 2 * dim, kernel_size=1, bias=bias)
             self.reduce_noise_channel_3 = nn.Conv2d(4 * dim + UNUSED_REDUCE3_CHANNELS, 4 * dim, kernel_size=1,
                                                     bias=bias)
+
+    TINY_CONFIG = TINY_CONFIG
+
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(image,)``: ``(batch_size, 3, 16, 16)`` uniform in [0, 1] (16 is a multiple of the U-Net's 8)."""
+        return (torch.rand(batch_size, 3, 16, 16, generator=generator), )
 
     def forward(self, image):
         return self.restore(image)

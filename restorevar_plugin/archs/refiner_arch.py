@@ -5,7 +5,7 @@ last-block hidden states of all L tokens ``(B, L, 1024)``. Each of the 12 layers
 self-attention, a pre-norm GELU feed-forward and an (ungated) cross-attention to the condition, all
 residual; a final LayerNorm and ``proj_out`` give a residual added to the input (global residual). Position
 is a learned absolute embedding on both streams (no RoPE, despite the official file name
-``vae_refiner_rope.py``). Facts: ``reference_implementations.md`` section 4. Parameter names follow the
+``vae_refiner_rope.py``, class ``Refiner``, of the official repository). Parameter names follow the
 ``vae_refiner.*`` part of ``restorevar.pth``.
 
 ``cross_attention=False`` builds the paper's "LRT w/o last block" ablation: self-attention + FFN layers
@@ -84,7 +84,15 @@ class LatentRefinerTransformer(nn.Module):
         init_std (float): Std of the truncated-normal init of every Linear weight; the official value is
             ``sqrt(1 / (3 * 1024))`` = 0.01804 (set by the parent VAR's ``init_weights``).
         pos_init_std (float): Std of the truncated-normal init of the position embeddings (0.02).
+
+    ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
+    :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
+    every registered arch through them.
     """
+
+    # Refines the tiny MultiScaleVQVAE's 8 x 8 latent with the tiny transformer's 85 hidden states.
+    TINY_CONFIG = {'seq_len': 64, 'seq_len_cond': 85, 'in_dim': 8, 'in_dim_cond': 32, 'out_dim': 8, 'dim': 32,
+                   'depth': 2, 'heads': 2, 'mlp_dim': 64}
 
     def __init__(self,
                  seq_len=1024,
@@ -136,6 +144,14 @@ class LatentRefinerTransformer(nn.Module):
             nn.init.trunc_normal_(self.pos_embedding, std=pos_init_std)
             if self.cross_attention:
                 nn.init.trunc_normal_(self.pos_embedding_cond, std=pos_init_std)
+
+    def example_inputs(self, batch_size=2, generator=None):
+        """Standard-normal ``(f_hat_tokens (batch_size, seq_len, in_dim), last_hidden (batch_size, seq_len_cond,
+        in_dim_cond))`` for :meth:`forward`; ``(f_hat_tokens,)`` without cross-attention."""
+        tokens = torch.randn(batch_size, self.seq_len, self.in_dim, generator=generator)
+        if not self.cross_attention:
+            return (tokens, )
+        return tokens, torch.randn(batch_size, self.seq_len_cond, self.in_dim_cond, generator=generator)
 
     def forward(self, f_hat_tokens, last_hidden=None):
         """Refine the discrete latent.

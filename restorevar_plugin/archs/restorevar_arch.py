@@ -5,7 +5,8 @@ A VAR-d16 without AdaLN and without absolute positions: each block is
 (eps 1e-6) serving SA and FFN, L2-norm attention, 2D RoPE, and a zero-gated cross-attention to the
 degraded image's VQVAE encoder features (before ``quant_conv``). The start token is
 ``class_emb[num_classes] + global_embed_gain * global_embed(mean(cond_proj4(c)))``; ``lvl_embed`` marks
-the scale of every token. Facts: ``reference_implementations.md`` sections 3 and 6.
+the scale of every token. Source: the official ``models/var.py`` and ``models/basic_var.py``
+(github.com/sudraj2002/RestoreVAR).
 
 Official buffers. ``restorevar.pth`` stores six kinds of buffers that are pure functions of the
 configuration: ``freqs_cis`` and ``freqs_cis_cross`` (complex RoPE tables), ``attn_bias_for_masking``
@@ -14,7 +15,7 @@ configuration: ``freqs_cis`` and ``freqs_cis_cross`` (complex RoPE tables), ``at
 **non-persistent** buffers under its own names (``rope``, ``rope_cond``, ``level_ids``), builds the
 block-causal mask on the fly as a boolean ``(L, L)`` tensor (5 MB at 512 px, only in teacher forcing), and
 never materialises the zero key bias. Our state dict therefore holds parameters only (334 keys at the
-official config). :func:`restorevar_plugin.official_checkpoints.load_official_restorevar` compares every
+official config). :func:`restorevar_plugin.checkpoints.official.load_official_restorevar` compares every
 stored official buffer with :meth:`RestoreVARTransformer.official_buffers` (a mismatch means another
 ``patch_nums`` or head size and raises) and drops it, then loads the parameters strictly.
 """
@@ -25,35 +26,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from basicsr.archs.swinir_arch import DropPath
-from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from einops import rearrange
 from torch import nn
 
-from restorevar_plugin.weights import load_state_dict
 from .layers.attention import GatedCrossAttention, SelfAttention
 from .layers.ffn import FFN
 from .layers.kv_cache import KVCache
 from .layers.rope2d import grid_rope_table, multiscale_rope_table
 
 RESTOREVAR_PATCH_NUMS = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
-
-# Modules RestoreVAR adds to base VAR (top level, and in every block): fresh after `load_var_pretrained`.
-NEW_MODULE_PREFIXES = ('global_embed', 'cond_proj4.', 'word_embed_cond.', 'lvl_embed_cond.')
-NEW_BLOCK_MODULE_PREFIX = 'cross_attn.'
-# Base-VAR keys with no counterpart here (AdaLN, absolute positions, recomputable buffers).
-BASE_VAR_DROPPED_KEYS = ('pos_start', 'pos_1LC', 'attn_bias_for_masking', 'lvl_1L')
-
-
-def _is_new_module_key(key):
-    if key.startswith('blocks.'):
-        return key.split('.', 2)[2].startswith(NEW_BLOCK_MODULE_PREFIX)
-    return key.startswith(NEW_MODULE_PREFIXES)
-
-
-def _is_base_var_only_key(key):
-    return key in BASE_VAR_DROPPED_KEYS or 'ada_lin.' in key or key.endswith('attn.zero_k_bias')
-
 
 def full_precision(device):
     """Context in which autocast is off on ``device`` (the official model embeds tokens in fp32).
@@ -136,7 +118,15 @@ class RestoreVARTransformer(nn.Module):
         num_heads (int | None): Override of the head count; None gives ``depth``.
         mlp_ratio (float): FFN hidden size / C.
         norm_eps (float): Epsilon of the non-affine LayerNorms.
+
+    ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
+    :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
+    every registered arch through them.
     """
+
+    # Conditions on the tiny MultiScaleVQVAE's 8 x 8 latents (85 tokens over 4 scales).
+    TINY_CONFIG = {'depth': 2, 'embed_dim': 32, 'num_heads': 2, 'vocab_size': 64, 'z_channels': 8,
+                   'patch_nums': [1, 2, 4, 8]}
 
     def __init__(self,
                  depth=16,
@@ -301,6 +291,14 @@ class RestoreVARTransformer(nn.Module):
         """Token logits ``(B, N, V)`` float32 from last-block hidden states ``(B, N, C)``."""
         return self.head(self.head_nm(hidden)).float()
 
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(cond, teacher_input)`` for :meth:`forward`: standard-normal ``(batch_size, z_channels, G, G)`` and
+        ``(batch_size, seq_len - patch_nums[0] ** 2, z_channels)``."""
+        cond = torch.randn(batch_size, self.z_channels, self.grid, self.grid, generator=generator)
+        teacher_input = torch.randn(batch_size, self.seq_len - self.patch_nums[0]**2, self.z_channels,
+                                    generator=generator)
+        return cond, teacher_input
+
     def forward(self, cond, teacher_input):
         """Teacher-forced logits of every scale (stage-1 training).
 
@@ -308,14 +306,14 @@ class RestoreVARTransformer(nn.Module):
             cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features,
                 ``MultiScaleVQVAE.encode_features(degraded)``.
             teacher_input (Tensor): ``(B, L - patch_nums[0]**2, Cvae)`` ground-truth inputs of scales 1..,
-                ``MultiScaleVQVAE.indices_to_teacher_input(gt_indices)``.
+                ``MultiScaleQuantizer.teacher_input(gt_indices)``.
 
         Returns:
             Tensor: ``(B, L, V)`` float32 logits.
         """
         expected = (cond.shape[0], self.seq_len - self.scale_spans[0][1], self.z_channels)
         if tuple(teacher_input.shape) != expected:
-            raise ValueError(f'teacher_input must be {expected} (from indices_to_teacher_input), '
+            raise ValueError(f'teacher_input must be {expected} (from MultiScaleQuantizer.teacher_input), '
                              f'got {tuple(teacher_input.shape)}')
         start_tokens, cond_kvs = self._prepare_condition(cond)
         with full_precision(cond.device):
@@ -343,7 +341,7 @@ class RestoreVARTransformer(nn.Module):
 
         Args:
             cond (Tensor): ``(B, Cvae, G, G)`` degraded-image features (``vqvae.encode_features``).
-            vqvae (MultiScaleVQVAE): Supplies ``embed_indices`` and ``next_scale_input``; its patch_nums,
+            vqvae (MultiScaleVQVAE): Its quantizer supplies ``embed_indices`` and ``next_scale_input``; its patch_nums,
                 vocab_size and z_channels must match this transformer's.
             use_kv_cache (bool): Cache self-attention keys/values across scales.
 
@@ -369,66 +367,11 @@ class RestoreVARTransformer(nn.Module):
                 x = x[:, start:]
             hidden.append(x)
             indices.append(self.logits(x).argmax(dim=-1))
-            f_hat, next_input = vqvae.next_scale_input(scale, f_hat, vqvae.embed_indices(indices[-1], scale))
+            codes = vqvae.quantize.embed_indices(indices[-1], scale)
+            f_hat, next_input = vqvae.quantize.next_scale_input(scale, f_hat, codes)
             if next_input is not None:
                 next_end = self.scale_spans[scale + 1][1]
                 with full_precision(cond.device):
                     tokens = self.word_embed(rearrange(next_input.float(), 'b c h w -> b (h w) c'))
                     tokens = tokens + level_embeddings[end:next_end]
         return GenerationResult(indices=indices, f_hat=f_hat, last_hidden=torch.cat(hidden, dim=1))
-
-    def load_var_pretrained(self, path):
-        """Initialise from a base VAR checkpoint (``var_d16.pth`` layout), as RestoreVAR's stage 1 does.
-
-        AdaLN (``*ada_lin.*``), absolute positions (``pos_start``, ``pos_1LC``) and recomputable buffers
-        (``attn_bias_for_masking``, ``lvl_1L``, ``*.attn.zero_k_bias``) are dropped; the RestoreVAR-only
-        modules (cross-attention, ``global_embed*``, ``cond_proj4``, ``word_embed_cond``,
-        ``lvl_embed_cond``) keep their fresh initialisation. If the checkpoint has a different number of
-        scales, the first ``min(levels)`` rows of ``lvl_embed`` are copied and the rest stay fresh. Both
-        lists are logged.
-
-        Args:
-            path (str | Path): The base VAR checkpoint (any layout of
-                :func:`restorevar_plugin.weights.load_state_dict`).
-
-        Returns:
-            dict: ``layout``, ``loaded`` / ``dropped`` / ``fresh`` key lists and ``notes``.
-
-        Raises:
-            FileNotFoundError: The file does not exist.
-            ValueError: The file holds keys this model does not know, lacks base-VAR weights, or has
-                tensors of another shape (e.g. another depth or vocabulary size).
-        """
-        state, layout = load_state_dict(path)
-        own = self.state_dict()
-        dropped = sorted(key for key in state if _is_base_var_only_key(key))
-        kept = {key: value for key, value in state.items() if not _is_base_var_only_key(key)}
-        unknown = sorted(set(kept) - set(own))
-        if unknown:
-            raise ValueError(f'{path}: not a base VAR checkpoint for this model; unknown keys {unknown[:8]}')
-        notes = []
-        levels = kept.get('lvl_embed.weight')
-        if levels is not None and levels.shape[0] != own['lvl_embed.weight'].shape[0]:
-            rows = min(levels.shape[0], own['lvl_embed.weight'].shape[0])
-            merged = own['lvl_embed.weight'].clone()
-            merged[:rows] = levels[:rows]
-            kept['lvl_embed.weight'] = merged
-            notes.append(f'lvl_embed: checkpoint has {levels.shape[0]} levels, model {len(self.patch_nums)}; '
-                         f'copied the first {rows} rows, the rest stay freshly initialised')
-        mismatched = [f'{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}'
-                      for key, value in kept.items() if value.shape != own[key].shape]
-        if mismatched:
-            raise ValueError(f'{path}: tensor shapes differ from this model: {mismatched[:8]}')
-        missing = self.load_state_dict(kept, strict=False).missing_keys
-        lacking = [key for key in missing if not _is_new_module_key(key)]
-        if lacking:
-            raise ValueError(f'{path}: base VAR weights missing from the file: {lacking[:8]}')
-        report = {'layout': layout, 'loaded': sorted(kept), 'dropped': dropped, 'fresh': sorted(missing),
-                  'notes': notes}
-        logger = get_root_logger()
-        logger.info(f'Loaded base VAR weights from {path} ({layout} layout): {len(kept)} tensors.')
-        logger.info(f'Dropped {len(dropped)} base-VAR-only keys: {dropped}')
-        logger.info(f'Freshly initialised {len(missing)} RestoreVAR keys: {sorted(missing)}')
-        for note in notes:
-            logger.info(note)
-        return report

@@ -42,7 +42,15 @@ class MultiScaleVQVAE(nn.Module):
         share_quant_resi (int): Number of phi convs shared between scales.
         patch_nums (Sequence[int]): Side of each scale's token map, increasing; the last equals the latent
             side (32 for 512-px images with the default downsample factor 16).
+
+    ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
+    :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
+    every registered arch through them.
     """
+
+    # 16-px images, 8 x 8 latents; shares vocab_size, z_channels and patch_nums with the tiny transformer.
+    TINY_CONFIG = {'vocab_size': 64, 'z_channels': 8, 'ch': 32, 'ch_mult': [1, 2], 'num_res_blocks': 1,
+                   'patch_nums': [1, 2, 4, 8]}
 
     def __init__(self,
                  vocab_size=4096,
@@ -71,10 +79,10 @@ class MultiScaleVQVAE(nn.Module):
         """int: Side in pixels of the images whose latent is the last scale's grid, ``patch_nums[-1] * downsample_factor``."""
         return self.patch_nums[-1] * self.downsample_factor
 
-    @property
-    def phi_indices(self):
-        """tuple[int, ...]: The shared phi conv used by each scale (``[0,0,1,1,1,2,2,3,3,3]`` for 10 scales)."""
-        return self.quantize.phi_indices
+    def example_inputs(self, batch_size=2, generator=None):
+        """``(images,)``: ``(batch_size, 3, image_size, image_size)`` uniform in [-1, 1], for :meth:`forward`."""
+        size = self.image_size
+        return (torch.rand(batch_size, IMAGE_CHANNELS, size, size, generator=generator) * 2 - 1, )
 
     def _check_image(self, img):
         factor = self.downsample_factor
@@ -106,19 +114,8 @@ class MultiScaleVQVAE(nn.Module):
         """
         return self.quant_conv(self.encode_features(img))
 
-    def latent_to_indices(self, f):
-        """Multi-scale token indices of a continuous latent.
-
-        Args:
-            f (Tensor): ``(B, z_channels, P, P)`` with ``P = patch_nums[-1]``.
-
-        Returns:
-            list[Tensor]: One LongTensor ``(B, pn * pn)`` per scale.
-        """
-        return self.quantize.latent_to_indices(f)
-
     def img_to_indices(self, img):
-        """Ground-truth tokens of an image: ``latent_to_indices(encode_latent(img))``.
+        """Ground-truth tokens of an image: ``quantize.latent_to_indices(encode_latent(img))``.
 
         Args:
             img (Tensor): ``(B, 3, H, W)`` in [-1, 1] with ``H = W = patch_nums[-1] * downsample_factor``.
@@ -126,50 +123,11 @@ class MultiScaleVQVAE(nn.Module):
         Returns:
             list[Tensor]: One LongTensor ``(B, pn * pn)`` per scale.
         """
-        return self.latent_to_indices(self.encode_latent(img))
+        return self.quantize.latent_to_indices(self.encode_latent(img))
 
     # ------------------------------------------------------------------------------------ token side
-    def embed_indices(self, idx, scale_index):
-        """Codebook vectors of one scale: ``(B, pn * pn)`` LongTensor -> ``(B, z_channels, pn, pn)``."""
-        return self.quantize.embed_indices(idx, scale_index)
-
-    def indices_to_fhat(self, indices):
-        """Discrete latent accumulated over the given first scales (all of them, or a prefix).
-
-        Args:
-            indices (list[Tensor]): ``1..S`` LongTensors ``(B, pn * pn)`` for the first scales.
-
-        Returns:
-            Tensor: ``(B, z_channels, P, P)``.
-        """
-        return self.quantize.indices_to_fhat(indices)
-
-    def indices_to_teacher_input(self, indices):
-        """The transformer's teacher-forcing input (VAR's ``idxBl_to_var_input``).
-
-        Args:
-            indices (list[Tensor]): ``S`` (or ``S - 1``) LongTensors ``(B, pn * pn)``.
-
-        Returns:
-            Tensor: ``(B, L - pn_0 ** 2, z_channels)`` with ``L = sum(pn ** 2)``: for scales 1..S-1, the
-            area-downsampled ``f_hat`` of the scales before, flattened row-major.
-        """
-        return self.quantize.teacher_input(indices)
-
-    def next_scale_input(self, scale_index, f_hat, h):
-        """Generation step: add scale ``scale_index``'s codes ``h`` to ``f_hat``; make the next scale's input.
-
-        Args:
-            scale_index (int): Scale k just predicted.
-            f_hat (Tensor): ``(B, z_channels, P, P)`` accumulation of scales ``< k`` (not modified).
-            h (Tensor): ``(B, z_channels, pn_k, pn_k)``, :meth:`embed_indices` of scale k's indices.
-
-        Returns:
-            tuple[Tensor, Tensor | None]: New ``f_hat`` ``(B, z_channels, P, P)`` and the next input
-            ``(B, z_channels, pn_{k+1}, pn_{k+1})``, ``None`` after the last scale.
-        """
-        return self.quantize.next_scale_input(scale_index, f_hat, h)
-
+    # Token-side operations (embedding indices, accumulating f_hat, the teacher-forcing and next-scale inputs,
+    # quantization with losses, dead-code restarts) have one name each, on the quantizer: ``vqvae.quantize.*``.
     def swap_scales(self, indices_a, indices_b, k):
         """Indices taking their first ``k`` scales from ``indices_a`` and the rest from ``indices_b``.
 
@@ -208,21 +166,6 @@ class MultiScaleVQVAE(nn.Module):
             raise ValueError(f'latent must have shape (B, {self.z_channels}, h, w), got {tuple(f.shape)}')
         return self.decoder(self.post_quant_conv(f)).clamp(-1, 1)
 
-    # ------------------------------------------------------------------------------- tokenizer training
-    def quantize_latent(self, f):
-        """Quantize with straight-through gradients and VQ losses (tokenizer training).
-
-        See :meth:`MultiScaleQuantizer.quantize`; in training mode it updates ``quantize.ema_vocab_hit_SV``.
-
-        Args:
-            f (Tensor): ``(B, z_channels, P, P)`` continuous latent.
-
-        Returns:
-            tuple: ``f_hat`` ``(B, z_channels, P, P)``, indices (list of ``(B, pn * pn)``), and a dict with
-            ``vq_loss``, ``codebook_loss``, ``commitment_loss`` and ``code_counts`` ``(S, V)``.
-        """
-        return self.quantize.quantize(f)
-
     def forward(self, img):
         """Tokenizer-training pass: encode, quantize (straight-through), decode.
 
@@ -231,31 +174,7 @@ class MultiScaleVQVAE(nn.Module):
 
         Returns:
             tuple[Tensor, dict]: The reconstruction ``(B, 3, H, W)`` (not clamped, so that gradients reach
-            every pixel) and the loss dict of :meth:`quantize_latent`.
+            every pixel) and the loss dict of :meth:`MultiScaleQuantizer.quantize`.
         """
-        f_hat, _, losses = self.quantize_latent(self.encode_latent(img))
+        f_hat, _, losses = self.quantize.quantize(self.encode_latent(img))
         return self.decoder(self.post_quant_conv(f_hat)), losses
-
-    @torch.no_grad()
-    def restart_dead_codes(self, f, min_usage=0.08, generator=None):
-        """Reseed codes whose EMA usage fell below ``min_usage`` of uniform usage from residuals of ``f``.
-
-        See :meth:`MultiScaleQuantizer.restart_dead_codes` for the rule.
-
-        Args:
-            f (Tensor): ``(B, z_channels, P, P)`` recent continuous latents (:meth:`encode_latent`).
-            min_usage (float): Dead-code threshold as a fraction of uniform usage.
-            generator (torch.Generator | None): CPU generator for the random draws.
-
-        Returns:
-            int: Number of reseeded codes.
-        """
-        return self.quantize.restart_dead_codes(f, min_usage, generator)
-
-    @torch.no_grad()
-    def init_codebook_from_latents(self, f, generator=None):
-        """Set every code to a residual vector of ``f`` ``(B, z_channels, P, P)``, scale by scale.
-
-        See :meth:`MultiScaleQuantizer.reseed_codes`.
-        """
-        self.quantize.init_codebook_from_latents(f, generator)

@@ -26,11 +26,11 @@ from torch.utils.data import Dataset, default_collate
 from restorevar_plugin.benchmark.cost import MeasuredCost, count_model_cost, median_time
 from restorevar_plugin.benchmark.options import DEGRADED_INPUT, slugify
 from restorevar_plugin.benchmark.provenance import sha256_file
+from restorevar_plugin.checkpoints import resolve_checkpoint
 from restorevar_plugin.commands.analyze_scales import select_indices
 from restorevar_plugin.commands.restore import build_inference_model
 from restorevar_plugin.evaluation import evaluate_dataset
 from restorevar_plugin.harness import build_dataloader, finalize_options
-from restorevar_plugin.weights import resolve_checkpoint
 
 
 @dataclass

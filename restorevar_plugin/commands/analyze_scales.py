@@ -43,8 +43,8 @@ from basicsr.data import build_dataset
 from basicsr.utils import imwrite, tensor2img
 
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
+from restorevar_plugin.checkpoints import load_network
 from restorevar_plugin.harness import check_registry_names, resolve_option_paths
-from restorevar_plugin.official_checkpoints import load_official_vqvae
 from restorevar_plugin.scale_analysis import (PANEL_TITLES, PSNR_COLUMNS, VARIANTS, check_coarse_scales, mean_rows,
                                               resize_to_resolution, scale_swap_analysis, summary_markdown)
 
@@ -106,7 +106,7 @@ def load_vqvae(opt, device):
     vqvae = build_network(deepcopy(opt['network_vqvae']))
     if not isinstance(vqvae, MultiScaleVQVAE):
         raise ValueError(f'network_vqvae.type must be MultiScaleVQVAE (or a subclass); got {type(vqvae).__name__}')
-    load_official_vqvae(opt['path']['pretrain_network_vqvae'], vqvae)
+    load_network(vqvae, opt['path']['pretrain_network_vqvae'], strict=True)
     return vqvae.eval().to(device)
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import (DatasetLayoutError, MetaSchemaError, available_metas,
-                                                 load_dataset_meta, scan_pairs)
 from restorevar_plugin.data.image_io import ImageReader, ImageReadError
+from restorevar_plugin.data.meta import (DatasetLayoutError, MetaSchemaError, available_metas, load_dataset_meta,
+                                         scan_pairs)
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
 from restorevar_plugin.evaluation import configured_metrics

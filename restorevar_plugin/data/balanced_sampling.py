@@ -2,7 +2,8 @@
 
 The official RestoreVAR sampler draws every epoch's indices with replacement, weighting each sample by
 ``1 / (number of samples with its degradation)``: each degradation is drawn with probability ``1/K``
-and the samples inside a degradation uniformly (facts §8.3).
+and the samples inside a degradation uniformly (``DistWeightedInfiniteBatchSampler`` in the official
+``utils/data_sampler.py``).
 
 Design under BasicSR: BasicSR's train loop always wraps the train set in ``EnlargedSampler``, which
 yields a per-epoch shuffled permutation of ``range(len(dataset))`` split across ranks. Rather than

@@ -41,9 +41,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.dataset_meta import DatasetLayoutError, find_pairs, resolve_metas
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
+from restorevar_plugin.data.meta import DatasetLayoutError, find_pairs, resolve_metas
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import build_transform
 
@@ -168,15 +168,6 @@ class MultiDegradationPairedDataset(data.Dataset):
 
     def __len__(self):
         return self.settings.epoch_length or len(self.pairs)
-
-    def sampling_shares(self):
-        """``{degradation: probability}`` of an item's degradation (task balance, or pair counts without it)."""
-        if self.balanced is not None:
-            return self.balanced.shares()
-        counts = {}
-        for pair in self.pairs:
-            counts[pair.degradation] = counts.get(pair.degradation, 0) + 1
-        return {label: count / len(self.pairs) for label, count in sorted(counts.items())}
 
     def item_labels(self, index):
         """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without reading its images.

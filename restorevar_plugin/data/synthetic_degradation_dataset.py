@@ -35,11 +35,11 @@ from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from restorevar_plugin.data.dataset_meta import IMAGE_EXTENSIONS
 from restorevar_plugin.data.degradations import degrade, parse_degradation
 from restorevar_plugin.data.demo_photographs import DEMO_PHOTOGRAPHS, demo_photographs
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
+from restorevar_plugin.data.meta import IMAGE_EXTENSIONS
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import center_crop, random_crop, resize_shorter_side
 

@@ -4,7 +4,7 @@
 backbone calls torchvision's ``alexnet(pretrained=True)`` / ``vgg16(pretrained=True)``, which downloads
 ``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth`` into ``$TORCH_HOME/hub/checkpoints`` when absent.
 :func:`build_lpips_network` instead finds both files first (a clear ``FileNotFoundError`` otherwise,
-see :mod:`restorevar_plugin.pretrained_files`), builds ``lpips.LPIPS`` with a random backbone and random
+see :mod:`restorevar_plugin.checkpoints`), builds ``lpips.LPIPS`` with a random backbone and random
 linear layers (``pnet_rand=True, pretrained=False``: nothing is read or fetched), then loads the
 torchvision backbone file and the linear-layer file with one strict ``load_state_dict``. The values
 are those of ``lpips.LPIPS(pretrained=True, net=...)`` with the same files; the network is frozen
@@ -21,9 +21,8 @@ from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from restorevar_plugin.checkpoints import load_state_dict, resolve_checkpoint, resolve_pretrained_file
 from restorevar_plugin.losses.loss_utils import check_image_pair, check_reduction, parse_input_range, rescale
-from restorevar_plugin.pretrained_files import resolve_pretrained_file
-from restorevar_plugin.weights import load_state_dict, resolve_checkpoint
 
 LPIPS_RANGE = (-1.0, 1.0)
 # Smallest image side each backbone accepts: AlexNet's stride-4 conv and two 3x3/2 max-pools run before its

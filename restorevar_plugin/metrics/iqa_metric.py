@@ -13,14 +13,12 @@ always read from a local file that we locate first:
   file's SHA256 and download on a mismatch). It must be an OpenAI-style TorchScript archive like
   ``RN50.pt``: pyiqa's loader cannot read a plain state-dict file.
 
-A missing file raises ``FileNotFoundError`` naming it, the location and the download URL. MUSIQ can
-also be built with random weights (pyiqa's ``pretrained=False``) through ``random_weights_for_tests``:
-its scores mean nothing, it only lets tests run the real pyiqa code path offline.
+A missing file raises ``FileNotFoundError`` naming it, the location and the download URL.
 """
 import torch
-from basicsr.utils import get_root_logger
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from restorevar_plugin.checkpoints import resolve_pretrained_file
 from restorevar_plugin.metrics.metric_utils import (
     bgr_uint8_to_rgb,
     check_metric_options,
@@ -28,61 +26,53 @@ from restorevar_plugin.metrics.metric_utils import (
     rgb_array_to_tensor,
     rgb_image_batch,
 )
-from restorevar_plugin.pretrained_files import resolve_pretrained_file
 
-RANDOM_WEIGHTS = 'random weights (tests only)'
 _NETWORKS = {}
 
 
 def _create_pyiqa_metric(name, device, weights):
-    """``pyiqa.create_metric`` for ``name`` reading ``weights`` (a Path or :data:`RANDOM_WEIGHTS`)."""
+    """``pyiqa.create_metric`` for ``name`` reading the local file ``weights``."""
     import pyiqa
 
-    if weights == RANDOM_WEIGHTS:
-        get_root_logger().warning(f'{name}: built with RANDOM weights for tests; its scores are meaningless.')
-        return pyiqa.create_metric(name, device=device, pretrained=False)
     file_option = {'musiq': 'pretrained_model_path', 'clipiqa': 'backbone'}[name]
     return pyiqa.create_metric(name, device=device, **{file_option: str(weights)})
 
 
-def iqa_network(name, device=None, weights_path=None, random_weights_for_tests=False):
+def iqa_network(name, device=None, weights_path=None):
     """The cached pyiqa metric ``'musiq'`` or ``'clipiqa'``, built from a local file, never downloading.
 
     Args:
         name (str): ``'musiq'`` | ``'clipiqa'``.
         device (str | None): ``None`` = CUDA when available, else CPU.
         weights_path (str | Path | None): Local weight file; ``None`` = pyiqa's cache location (module docstring).
-        random_weights_for_tests (bool): MUSIQ only: random weights instead of any file (meaningless scores).
 
     Returns:
         pyiqa.InferenceModel: Maps ``(B, 3, H, W)`` RGB in [0, 1] to scores ``(B, 1)``, higher is better.
 
     Raises:
-        ValueError: unknown ``name``, or random weights asked for CLIPIQA (CLIP cannot be built without a file).
+        ValueError: unknown ``name``.
         FileNotFoundError: the weight file is missing.
     """
     if name not in ('musiq', 'clipiqa'):
         raise ValueError(f"iqa_network: name must be 'musiq' or 'clipiqa', got {name!r}")
-    if random_weights_for_tests and name != 'musiq':
-        raise ValueError(f'{name}: random_weights_for_tests is only available for musiq')
     device = torch.device(device or default_device())
-    weights = RANDOM_WEIGHTS if random_weights_for_tests else resolve_pretrained_file(name, weights_path).resolve()
+    weights = resolve_pretrained_file(name, weights_path).resolve()
     key = (name, str(device), str(weights))
     if key not in _NETWORKS:
         _NETWORKS[key] = _create_pyiqa_metric(name, device, weights)
     return _NETWORKS[key]
 
 
-def _score(name, image, weights_path, device, random_weights_for_tests=False):
-    network = iqa_network(name, device, weights_path, random_weights_for_tests)
+def _score(name, image, weights_path, device):
+    network = iqa_network(name, device, weights_path)
     with torch.inference_mode():
         scores = network(rgb_image_batch(image, 'image').to(network.device))
     return scores.mean().item()
 
 
-def musiq_tensor(image, device=None, pretrained_model_path=None, random_weights_for_tests=False):
+def musiq_tensor(image, device=None, pretrained_model_path=None):
     """MUSIQ (KonIQ) of ``(3, H, W)`` or ``(B, 3, H, W)`` RGB in [0, 1] (clipped), batch mean; higher is better."""
-    return _score('musiq', image, pretrained_model_path, device, random_weights_for_tests)
+    return _score('musiq', image, pretrained_model_path, device)
 
 
 def clipiqa_tensor(image, device=None, clip_model_path=None):
@@ -91,8 +81,7 @@ def clipiqa_tensor(image, device=None, clip_model_path=None):
 
 
 @METRIC_REGISTRY.register()
-def calculate_musiq(img, img2=None, device=None, pretrained_model_path=None, random_weights_for_tests=False,
-                    **kwargs):
+def calculate_musiq(img, img2=None, device=None, pretrained_model_path=None, **kwargs):
     """MUSIQ (KonIQ-10k, pyiqa default) of BasicSR's restored ``img``; ``img2`` (GT) is ignored.
 
     Args:
@@ -100,15 +89,13 @@ def calculate_musiq(img, img2=None, device=None, pretrained_model_path=None, ran
         img2 (ndarray | None): Unused (no-reference metric); BasicSR passes the GT when it has one.
         device (str | None): ``None`` = CUDA when available, else CPU.
         pretrained_model_path (str | None): Local ``musiq_koniq_ckpt-e95806b9.pth``.
-        random_weights_for_tests (bool): See :func:`iqa_network`.
         **kwargs: ``better`` (read by the model).
 
     Returns:
         float: Score, roughly 0-100, higher is better.
     """
     check_metric_options('calculate_musiq', kwargs)
-    return musiq_tensor(rgb_array_to_tensor(bgr_uint8_to_rgb(img, 'img')), device, pretrained_model_path,
-                        random_weights_for_tests)
+    return musiq_tensor(rgb_array_to_tensor(bgr_uint8_to_rgb(img, 'img')), device, pretrained_model_path)
 
 
 @METRIC_REGISTRY.register()

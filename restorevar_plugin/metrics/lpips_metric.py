@@ -8,6 +8,7 @@ errors), created once per (net, device, files) and kept for the life of the proc
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from restorevar_plugin.checkpoints import resolve_pretrained_file
 from restorevar_plugin.losses.lpips_loss import LPIPSLoss
 from restorevar_plugin.metrics.metric_utils import (
     bgr_uint8_to_rgb,
@@ -16,7 +17,6 @@ from restorevar_plugin.metrics.metric_utils import (
     rgb_array_to_tensor,
     rgb_image_batch,
 )
-from restorevar_plugin.pretrained_files import resolve_pretrained_file
 
 _NETWORKS = {}
 

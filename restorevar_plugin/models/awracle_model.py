@@ -40,7 +40,7 @@ class AWRaCLeModel(RestorationModel):
     def __init__(self, opt):
         super().__init__(opt)
         clip_path = opt['path'].get('pretrain_network_clip')
-        networks = [self.net_g] + ([self.net_g_ema] if hasattr(self, 'net_g_ema') else [])
+        networks = [self.net_g] + ([self.net_ema] if hasattr(self, 'net_ema') else [])
         if clip_path:
             for net in networks:
                 self.load_network(self.get_bare_model(net).clip, clip_path, opt['path'].get('strict_load_clip', True))

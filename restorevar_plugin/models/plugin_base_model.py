@@ -12,7 +12,7 @@ Every model of the plugin derives from it. It adds, all driven from YAML:
 * ``val.tf32``: TF32 matmul / cuDNN during validation and testing on GPU, as the official RestoreVAR inference
   (:mod:`~restorevar_plugin.models.matmul_precision`);
 * checkpoints written atomically (a crash never leaves a half-written ``.pth`` / ``.state``) and read
-  with :func:`restorevar_plugin.weights.load_state_dict` (BasicSR, Lightning, VAR and flat layouts).
+  with :func:`restorevar_plugin.checkpoints.load_network` (BasicSR, Lightning, VAR and flat layouts).
 """
 import contextlib
 import os
@@ -29,9 +29,9 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from restorevar_plugin.checkpoints import load_network
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
-from restorevar_plugin.weights import load_state_dict
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 BASICSR_SCHEDULERS = {
@@ -123,10 +123,21 @@ class PluginBaseModel(BaseModel):
 
     Subclasses call :meth:`build_optimizer` in ``setup_optimizers``, wrap forward passes in
     :meth:`autocast` and replace ``loss.backward(); optimizer.step()`` by :meth:`backward_and_step`.
-    ``ema_network`` names the attribute whose EMA ``net_g_ema`` holds.
+    ``ema_network`` names the network whose EMA :attr:`net_ema` holds (``net_g``, or whichever network a
+    RestoreVAR stage trains). BasicSR's ``SRModel`` code reads and writes the EMA as ``net_g_ema``: that name
+    is an alias of :attr:`net_ema`, kept for BasicSR's code only.
     """
 
     ema_network = 'net_g'
+
+    @property
+    def net_g_ema(self):
+        """BasicSR's name for :attr:`net_ema` (``SRModel``'s training setup, ``test`` and ``save`` use it)."""
+        return self.net_ema
+
+    @net_g_ema.setter
+    def net_g_ema(self, network):
+        self.net_ema = network
 
     def __init__(self, opt):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
@@ -257,24 +268,19 @@ class PluginBaseModel(BaseModel):
             self.schedulers.append(scheduler_class(optimizer, **scheduler_opt))
 
     def model_ema(self, decay=0.999):
-        """EMA of the network named by ``self.ema_network`` into ``net_g_ema``: parameters averaged, buffers copied."""
+        """EMA of the network named by ``self.ema_network`` into ``net_ema``: parameters averaged, buffers copied."""
         source = self.get_bare_model(getattr(self, self.ema_network))
         with torch.no_grad():
-            ema_params = dict(self.net_g_ema.named_parameters())
+            ema_params = dict(self.net_ema.named_parameters())
             for name, param in source.named_parameters():
                 ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
-            ema_buffers = dict(self.net_g_ema.named_buffers())
+            ema_buffers = dict(self.net_ema.named_buffers())
             for name, buffer in source.named_buffers():
                 ema_buffers[name].copy_(buffer)
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        """Load weights of any supported layout (see :mod:`restorevar_plugin.weights`) into ``net``."""
-        net = self.get_bare_model(net)
-        state_dict, layout = load_state_dict(load_path, param_key=param_key or 'params')
-        get_root_logger().info(f'Loading {net.__class__.__name__} from {load_path} ({layout} layout, '
-                               f'param key {param_key}).')
-        self._print_different_keys_loading(net, state_dict, strict)
-        net.load_state_dict(state_dict, strict=strict)
+        """Load weights of any supported layout into ``net`` with :func:`restorevar_plugin.checkpoints.load_network`."""
+        return load_network(self.get_bare_model(net), load_path, strict, param_key or 'params')
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):

@@ -59,12 +59,12 @@ class RestorationModel(PluginBaseModel, SRModel):
             self.model_ema(decay=self.ema_decay)
 
     def test(self):
-        """Restore ``self.lq`` into ``self.output`` with ``net_g_ema`` when present, else ``net_g``.
+        """Restore ``self.lq`` into ``self.output`` with the EMA network ``net_ema`` when present, else ``net_g``.
 
         Runs under ``val.precision`` (fp32 / bf16 / fp16 autocast, see :mod:`.inference_options`); the output
         is float32. ``val.compile`` compiles the network in place on the first test of a test run.
         """
-        net = getattr(self, 'net_g_ema', None) or self.get_bare_model(self.net_g)
+        net = getattr(self, 'net_ema', None) or self.get_bare_model(self.net_g)
         val_opt = self.opt.get('val') or {}
         dtype = inference_dtype(val_opt, self.device)
         if not self.is_train and compile_requested(val_opt) and not getattr(self, '_compiled', False):

@@ -11,7 +11,7 @@ option              attribute                     class
 ``network_d``       ``net_d``                     ``PatchGANDiscriminator`` (decoder/tokenizer GAN)
 =================== ============================= ===============================================
 
-Weights (``path``): ``pretrain_network_<x>`` (any layout of :mod:`restorevar_plugin.weights`, e.g. the official
+Weights (``path``): ``pretrain_network_<x>`` (any layout of :mod:`restorevar_plugin.checkpoints`, e.g. the official
 ``vae_restorevar.ckpt`` for ``vqvae``), ``pretrain_restorevar`` (the official ``restorevar.pth`` into
 ``net_g`` + ``net_refiner``), ``pretrain_var`` (base ``var_d16.pth`` initialisation of ``net_g``), and
 ``pretrain_decoder`` (a second VQVAE checkpoint used only for decoding: the paper's "original decoder"
@@ -31,12 +31,12 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from einops import rearrange
 
+from restorevar_plugin.checkpoints import load_official_restorevar, load_var_pretrained
 from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.inference_options import (channels_last_requested, compile_requested, inference_autocast,
                                                         inference_dtype, linear_weights_in)
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
-from restorevar_plugin.official_checkpoints import load_official_restorevar
 
 NETWORKS = OrderedDict([('net_vqvae', 'network_vqvae'), ('net_g', 'network_g'), ('net_refiner', 'network_refiner'),
                         ('net_d', 'network_d')])
@@ -89,7 +89,7 @@ class RestoreVARModel(PluginBaseModel):
         logger = get_root_logger()
         if path_opt.get('pretrain_var') and not resuming:
             self._require('net_g', 'path.pretrain_var')
-            self.net_g.load_var_pretrained(path_opt['pretrain_var'])
+            load_var_pretrained(path_opt['pretrain_var'], self.net_g)
         if path_opt.get('pretrain_restorevar'):
             self._require('net_g', 'path.pretrain_restorevar')
             report = load_official_restorevar(path_opt['pretrain_restorevar'], self.net_g, self.net_refiner)
@@ -127,11 +127,11 @@ class RestoreVARModel(PluginBaseModel):
         self.ema_network = self.stage.trained_networks[0]
         if self.ema_decay > 0:
             get_root_logger().info(f'EMA of {self.ema_network} with decay {self.ema_decay}')
-            self.net_g_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
-            self.net_g_ema.requires_grad_(False)
+            self.net_ema = deepcopy(self.get_bare_model(getattr(self, self.ema_network))).eval()
+            self.net_ema.requires_grad_(False)
             load_path = self.opt['path'].get(f'pretrain_{NETWORKS[self.ema_network]}')
             if load_path:  # resuming or continuing: keep the averaged weights (falls back to params)
-                self.load_network(self.net_g_ema, load_path, True, 'params_ema')
+                self.load_network(self.net_ema, load_path, True, 'params_ema')
         self.optimizers.extend(self.stage.setup_optimizers())
         self.setup_schedulers()
 
@@ -153,7 +153,7 @@ class RestoreVARModel(PluginBaseModel):
             if network is None:
                 continue
             if attr == self.ema_network and self.ema_decay > 0:
-                self.save_network([network, self.net_g_ema], attr, label_suffix or current_iter,
+                self.save_network([network, self.net_ema], attr, label_suffix or current_iter,
                                   param_key=['params', 'params_ema'])
             else:
                 self.save_network(network, attr, label_suffix or current_iter)
@@ -164,7 +164,7 @@ class RestoreVARModel(PluginBaseModel):
     def _inference_network(self, attr):
         """The EMA copy when the stage trains ``attr`` with EMA, else the bare network."""
         if self.stage is not None and self.ema_decay > 0 and attr == self.ema_network:
-            return self.net_g_ema
+            return self.net_ema
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
@@ -247,7 +247,7 @@ class RestoreVARModel(PluginBaseModel):
         with measure('encoder'):
             latent = vqvae.encode_latent(images)
             if discrete:
-                latent = vqvae.indices_to_fhat(vqvae.latent_to_indices(latent))
+                latent = vqvae.quantize.indices_to_fhat(vqvae.quantize.latent_to_indices(latent))
         with measure('decoder'):
             reconstruction = vqvae.decode_latent(latent)
         vqvae.train(was_training)

@@ -58,7 +58,7 @@ class TokenizerStage(TrainingStage):
         vqvae = model.get_bare_model(model.net_vqvae)
         if self.init_codebook and current_iter == 1:
             with torch.no_grad():
-                vqvae.init_codebook_from_latents(vqvae.encode_latent(model.gt))
+                vqvae.quantize.init_codebook_from_latents(vqvae.encode_latent(model.gt))
         updates_generator = self.objective.updates_generator(current_iter)
         with torch.set_grad_enabled(updates_generator), model.autocast():
             reconstruction, vq = model.net_vqvae(model.gt)
@@ -73,7 +73,7 @@ class TokenizerStage(TrainingStage):
         log['perplexity'] = perplexity(vq['code_counts'].float())
         if self.restart_interval and current_iter % self.restart_interval == 0:
             with torch.no_grad():
-                restarted = vqvae.restart_dead_codes(vqvae.encode_latent(model.gt), self.min_usage)
+                restarted = vqvae.quantize.restart_dead_codes(vqvae.encode_latent(model.gt), self.min_usage)
             log['restarted_codes'] = torch.tensor(float(restarted), device=model.device)
         log['dead_codes'] = vqvae.quantize.dead_codes(self.min_usage).sum().float()
         return log

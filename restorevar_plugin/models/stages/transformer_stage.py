@@ -25,7 +25,7 @@ class TransformerStage(TrainingStage):
         with torch.no_grad():
             cond = model.net_vqvae.encode_features(model.lq)
             indices = model.net_vqvae.img_to_indices(model.gt)
-            teacher_input = model.net_vqvae.indices_to_teacher_input(indices)
+            teacher_input = model.net_vqvae.quantize.teacher_input(indices)
         target = torch.cat(indices, dim=1)
         model.optimizer_g.zero_grad(set_to_none=True)
         with model.autocast():

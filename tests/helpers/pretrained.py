@@ -1,7 +1,8 @@
 """Pytest fixtures for code that reads third-party weights: a temporary TORCH_HOME, random-init files planted in
-the libraries' own layouts, and a guard that fails any network connection.
+the libraries' own layouts (LPIPS's AlexNet backbone, pyiqa's MUSIQ), and a guard that fails any network
+connection.
 
-Test modules load them with ``pytest_plugins = ['pretrained_fixtures']``.
+Test modules load them with ``pytest_plugins = ['helpers.pretrained']``.
 """
 import socket
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 import torchvision
 
-from restorevar_plugin.pretrained_files import PRETRAINED_FILES
+from restorevar_plugin.checkpoints import CHECKPOINTS
 
 
 def use_torch_home(monkeypatch, root):
@@ -40,7 +41,7 @@ def empty_torch_home(monkeypatch, tmp_path):
 def alexnet_torch_home(tmp_path_factory):
     """A TORCH_HOME folder holding a random-init torchvision AlexNet state dict under LPIPS's backbone file name."""
     root = tmp_path_factory.mktemp('torch_home')
-    target = root / 'hub' / PRETRAINED_FILES['lpips_alex'].hub_subdir / PRETRAINED_FILES['lpips_alex'].filename
+    target = root / 'hub' / CHECKPOINTS['lpips_alex'].hub_subdir / CHECKPOINTS['lpips_alex'].filename
     target.parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), target)
@@ -51,3 +52,17 @@ def alexnet_torch_home(tmp_path_factory):
 def lpips_home(alexnet_torch_home, monkeypatch, no_network):
     """``alexnet_torch_home`` as the active TORCH_HOME, with the network forbidden; returns the hub folder."""
     return use_torch_home(monkeypatch, alexnet_torch_home)
+
+
+@pytest.fixture(scope='session')
+def random_musiq_file(tmp_path_factory):
+    """A random-init pyiqa MUSIQ state dict saved as the file ``pretrained_model_path`` points at.
+
+    Its scores mean nothing; it lets the real pyiqa code path run offline.
+    """
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('musiq') / CHECKPOINTS['musiq'].filename
+    torch.save(MUSIQ(pretrained=False).state_dict(), path)
+    return path

@@ -10,7 +10,7 @@ import os
 import cv2
 import numpy as np
 
-from restorevar_plugin.data.dataset_meta import canonical_degradation
+from restorevar_plugin.data.meta import canonical_degradation
 
 RV_TRAIN = [
     ('data/Haze/RESIDE/Train/hazy/5475_0.9_0.04.jpg', 'data/Haze/RESIDE/Train/GT/5475.jpg', 'Haze', 'RESIDE'),
