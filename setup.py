@@ -19,7 +19,8 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['restorevar_plugin', 'restorevar_plugin.*']),
-    package_data={'restorevar_plugin': ['VERSION']},
+    package_data={'restorevar_plugin': ['VERSION', 'demo/*.yml', 'demo/options/*.yml', 'demo/options/*/*.yml',
+                                        'demo/checkpoints/*.pth', 'demo/checkpoints/manifest.json']},
     include_package_data=True,
     python_requires='>=3.9,<3.13',
     install_requires=[
