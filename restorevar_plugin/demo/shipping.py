@@ -75,7 +75,7 @@ def machine_description():
             f'{torch.get_num_threads()} threads, {platform.system()} {platform.release()}')
 
 
-def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR):
+def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR, commands=None):
     """Write the fp16 checkpoints of a finished ``--train`` run of ``budget`` and their manifest.
 
     Args:
@@ -83,6 +83,8 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR):
         budget (str): The budget that was trained.
         note (str): Free text stored in the manifest (e.g. what was shortened and why).
         destination (Path): Folder of the files and ``manifest.json`` (default: the package's).
+        commands (dict | None): ``{stage: command line}`` when the stages were not run by
+            ``basicsr demo --train --budget <budget>`` as they stand (e.g. shortened with ``--force_yml``).
 
     Returns:
         dict: The manifest written.
@@ -110,7 +112,7 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR):
             'stage': stage_name,
             'budget': budget,
             'option_file': f'restorevar_plugin/demo/options/{budget}/{stage_name}.yml',
-            'command': f'basicsr demo --train --budget {budget}',
+            'command': (commands or {}).get(stage_name, f'basicsr demo --train --budget {budget}'),
             'seed': seed,
             'training_seconds': timings.get(stage_name, {}).get('seconds'),
             'iterations': timings.get(stage_name, {}).get('iterations'),
