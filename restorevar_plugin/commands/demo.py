@@ -18,10 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from restorevar_plugin.benchmark.pipeline import run_benchmark
 from restorevar_plugin.demo.recipe import BUDGETS, MANIFEST_FILE, shipped_weights, trained_weights
 from restorevar_plugin.demo.shipping import ship_checkpoints, verify_checkpoints
-from restorevar_plugin.demo.summary import benchmark_options, summarize, write_summary
 from restorevar_plugin.demo.training import StageFailed, train_budget
 
 NAME = 'demo'
@@ -58,6 +56,10 @@ def run(args):
     if args.train and args.budget is None:
         print(f'basicsr demo: error: --train needs --budget ({"|".join(BUDGETS)})', flush=True)
         return 2
+    # Imported here so that the other subcommands never depend on the benchmark package.
+    from restorevar_plugin.benchmark.pipeline import run_benchmark
+    from restorevar_plugin.demo.summary import benchmark_options, summarize, write_summary
+
     root = Path(args.root or os.getcwd()).resolve()
     if args.train:
         try:
