@@ -48,6 +48,7 @@ def _save_whole(obj, path):
             Path(tmp_name).write_text(obj, encoding='utf-8')
         else:
             torch.save(obj, tmp_name)
+        os.chmod(tmp_name, 0o644)  # package data: readable by everyone (mkstemp makes 0600)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
