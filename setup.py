@@ -28,7 +28,9 @@ setup(
     packages=find_packages(include=['restorevar_plugin', 'restorevar_plugin.*']) + [PACKAGED_METAS],
     # The top-level datasets_meta/ is the one copy in git; wheels ship it as restorevar_plugin/datasets_meta/.
     package_dir={PACKAGED_METAS: 'datasets_meta'},
-    package_data={'restorevar_plugin': ['VERSION'], PACKAGED_METAS: ['*.yml', '*.yaml', 'README.md']},
+    package_data={'restorevar_plugin': ['VERSION', 'demo/*.yml', 'demo/options/*.yml', 'demo/options/*/*.yml',
+                                        'demo/checkpoints/*.pth', 'demo/checkpoints/manifest.json'],
+                  PACKAGED_METAS: ['*.yml', '*.yaml', 'README.md']},
     include_package_data=True,
     python_requires='>=3.9,<3.13',
     install_requires=[

@@ -17,8 +17,8 @@ from restorevar_plugin.models.stages import STAGES
 ALL_OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
 BENCHMARKS = [path for path in ALL_OPTION_FILES if 'methods' in load_option_file(path)]  # `basicsr benchmark` files
 OPTION_FILES = [path for path in ALL_OPTION_FILES if path not in BENCHMARKS]
-FULL_SIZE = [path for path in OPTION_FILES if 'demo' not in path.parts]
-DEMO = [path for path in OPTION_FILES if 'demo' in path.parts]
+FULL_SIZE = [path for path in OPTION_FILES if 'demo' not in path.relative_to(REPO).parts]
+DEMO = [path for path in OPTION_FILES if 'demo' in path.relative_to(REPO).parts]
 OFFICIAL_PARAMETERS = {
     'MultiScaleVQVAE': 108_948_355,
     'RestoreVARTransformer': 273_986_097,

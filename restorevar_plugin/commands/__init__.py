@@ -12,4 +12,5 @@ COMMAND_MODULES = [
     'restorevar_plugin.commands.analyze_scales',
     'restorevar_plugin.commands.restore',
     'restorevar_plugin.commands.benchmark',
+    'restorevar_plugin.commands.demo',
 ]

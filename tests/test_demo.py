@@ -1,0 +1,141 @@
+"""``basicsr demo``: the shipped checkpoints against their manifest, the default run on them, the quick budget
+retrained from scratch (stages reused on a second call), shipping fp16 copies, and the summary's arithmetic."""
+import csv
+
+import pytest
+import torch
+import yaml
+
+from restorevar_plugin.cli import main
+from restorevar_plugin.demo.recipe import (
+    BUDGETS,
+    MANIFEST_FILE,
+    STAGES,
+    WEIGHTS,
+    load_manifest,
+    option_file,
+    shipped_weights,
+    stage_checkpoint,
+)
+from restorevar_plugin.demo.shipping import sha256_of, ship_checkpoints, verify_checkpoints
+from restorevar_plugin.demo.summary import summarize
+from restorevar_plugin.demo.training import read_timings, train_budget
+
+METHODS = ('RestoreVAR', 'RestoreVAR w/o refiner', 'PromptIR', 'degraded input')
+DEGRADATIONS = ('haze', 'rain', 'snow', 'low_light', 'blur', 'haze+rain')
+
+
+def test_shipped_checkpoints_match_the_manifest():
+    manifest = load_manifest()
+    assert sorted(manifest['files']) == sorted(name for _, name in WEIGHTS.values())
+    assert verify_checkpoints() == []
+    for name, record in manifest['files'].items():
+        path = MANIFEST_FILE.parent / name
+        assert sha256_of(path) == record['sha256']
+        assert path.stat().st_size == record['size_bytes']
+        assert record['budget'] in BUDGETS and record['training_seconds'] > 0 and record['command']
+        params = torch.load(path, map_location='cpu', weights_only=True)['params']
+        assert all(value.dtype == torch.float16 for value in params.values() if value.is_floating_point())
+
+
+def test_a_changed_checkpoint_is_reported(tmp_path):
+    manifest = load_manifest()
+    for name in manifest['files']:
+        (tmp_path / name).write_bytes((MANIFEST_FILE.parent / name).read_bytes())
+    victim = next(iter(manifest['files']))
+    (tmp_path / victim).write_bytes(b'not a checkpoint')
+    problems = verify_checkpoints(tmp_path, manifest)
+    assert len(problems) == 1 and victim in problems[0]
+
+
+def test_every_budget_has_every_stage_with_the_shipped_architectures():
+    with open(option_file('full', STAGES[0]).parents[1] / 'restorevar_test.yml', encoding='utf-8') as handle:
+        model = yaml.safe_load(handle)
+    for budget in BUDGETS:
+        for stage in STAGES:
+            with open(option_file(budget, stage), encoding='utf-8') as handle:
+                opt = yaml.safe_load(handle)
+            assert opt['name'] == f'demo_{budget}_{stage.name}'
+            if stage.name != 'promptir':
+                assert opt['network_vqvae'] == model['network_vqvae']
+            if stage.name in ('transformer', 'refiner'):
+                assert opt['network_g'] == model['network_g']
+            if stage.name == 'refiner':
+                assert opt['network_refiner'] == model['network_refiner']
+
+
+def _check_outputs(results_dir):
+    for name in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html', 'summary.md', 'summary.csv'):
+        assert (results_dir / name).is_file(), name
+    assert list((results_dir / 'grids').rglob('*.png'))
+    summary = summarize(results_dir / 'quality.csv')
+    assert tuple(summary.degradations) == DEGRADATIONS
+    for method in METHODS:
+        for degradation in DEGRADATIONS:
+            assert 0 < summary.psnr[(method, degradation)] < 100
+    with open(results_dir / 'summary.csv', encoding='utf-8', newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row['method'] for row in rows] == list(METHODS)
+    for row in rows:
+        assert float(row['mean']) == pytest.approx(sum(float(row[name]) for name in DEGRADATIONS) / 6)
+    return summary
+
+
+def test_demo_with_the_shipped_checkpoints(tmp_path, capsys):
+    assert main(['demo', '--root', str(tmp_path)]) == 0
+    summary = _check_outputs(tmp_path / 'results' / 'demo')
+    printed = capsys.readouterr().out
+    assert '| method (PSNR dB) | haze | rain | snow | low_light | blur | haze+rain | mean |' in printed
+    assert f'{summary.mean["PromptIR"]:.2f}' in printed
+    assert 'target RestoreVAR > degraded input on mean PSNR' in printed
+
+
+def test_demo_train_quick_then_reuse_and_ship(tmp_path, capsys):
+    assert main(['demo', '--train', '--budget', 'quick', '--root', str(tmp_path)]) == 0
+    _check_outputs(tmp_path / 'results' / 'demo_quick')
+    for stage in STAGES:
+        assert stage_checkpoint(tmp_path, 'quick', stage).is_file()
+    assert set(read_timings(tmp_path, 'quick')) == {stage.name for stage in STAGES}
+    report = train_budget('quick', tmp_path)
+    assert all(entry['reused'] for entry in report.values())
+    manifest = ship_checkpoints(tmp_path, 'quick', destination=tmp_path / 'shipped')
+    assert verify_checkpoints(tmp_path / 'shipped', manifest) == []
+    assert manifest['files']['restorevar_refiner.pth']['iterations'] == 4
+
+
+@pytest.mark.parametrize('argv', [['demo', '--fresh'], ['demo', '--budget', 'quick'], ['demo', '--train']])
+def test_demo_rejects_inconsistent_flags(argv, capsys):
+    assert main(argv) == 2
+    assert 'basicsr demo: error' in capsys.readouterr().out
+
+
+def test_summary_means_and_targets(tmp_path):
+    path = tmp_path / 'quality.csv'
+    rows = ['# provenance line', 'table,method,dataset,metric,value,images,lower_better,rank']
+    values = {'RestoreVAR': (20.0, 18.0), 'RestoreVAR w/o refiner': (19.0, 19.5), 'PromptIR': (15.0, 16.0),
+              'degraded input': (16.0, 17.0)}
+    for method, (haze, rain) in values.items():
+        rows += [f'table1,{method},haze,PSNR,{haze},4,False,', f'table1,{method},rain,PSNR,{rain},4,False,',
+                 f'table1,{method},haze,SSIM,0.5,4,False,']
+    path.write_text('\n'.join(rows) + '\n', encoding='utf-8')
+    summary = summarize(path)
+    assert summary.degradations == ['haze', 'rain']
+    assert summary.mean == {'RestoreVAR': 19.0, 'RestoreVAR w/o refiner': 19.25, 'PromptIR': 15.5,
+                            'degraded input': 16.5}
+    assert summary.targets == [('RestoreVAR', 'degraded input', True), ('PromptIR', 'degraded input', False),
+                               ('RestoreVAR', 'RestoreVAR w/o refiner', False)]
+    assert '- target PromptIR > degraded input on mean PSNR: NOT met' in summary.markdown()
+
+
+def test_summary_without_psnr_is_an_error(tmp_path):
+    path = tmp_path / 'quality.csv'
+    path.write_text('table,method,dataset,metric,value,images,lower_better,rank\n', encoding='utf-8')
+    with pytest.raises(ValueError, match='no PSNR'):
+        summarize(path)
+
+
+def test_shipped_weights_cover_every_benchmark_slot():
+    with open(MANIFEST_FILE.parent.parent / 'benchmark.yml', encoding='utf-8') as handle:
+        options = yaml.safe_load(handle)
+    slots = {slot for method in options['methods'] for slot in method['path'].values()}
+    assert slots <= set(shipped_weights())
