@@ -150,8 +150,11 @@ class ParameterUse(TorchFunctionMode):
 def count_model_cost(model, batch):
     """FLOPs and parameters of one ``feed_data(batch)`` + ``test()`` of ``model`` (``batch`` holds one image).
 
-    Parameters "run" are those any torch operation read during the pass (:class:`ParameterUse`).
+    Parameters "run" are those any torch operation read during the pass (:class:`ParameterUse`). A model's
+    one-time ``prepare_inference()`` (layout conversion, compilation) runs first and is not counted.
     """
+    if hasattr(model, 'prepare_inference'):
+        model.prepare_inference()
     networks = model_networks(model)
     parameters = [parameter for network in networks.values() for parameter in network.parameters()]
     model.feed_data(batch)

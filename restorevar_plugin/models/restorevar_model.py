@@ -168,31 +168,39 @@ class RestoreVARModel(PluginBaseModel):
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
+    def prepare_inference(self):
+        """One-time preparation of a test run (not training: the networks may be trained in between).
+
+        Stores the frozen VQVAE / decoder in the layout of ``val.channels_last`` and compiles what
+        ``val.compile`` asks for. Idempotent; :meth:`restore` calls it, and cost counters call it first so that
+        this setup is not counted as the cost of an image.
+        """
+        if self.is_train or getattr(self, '_inference_prepared', False):
+            return
+        val_opt = self.opt.get('val') or {}
+        layout = torch.channels_last if channels_last_requested(val_opt) else torch.contiguous_format
+        vqvaes = [net for attr, net in self.networks().items() if attr in ('net_vqvae', 'net_decoder')]
+        for vqvae in vqvaes:
+            vqvae.to(memory_format=layout)
+        if compile_requested(val_opt):
+            for vqvae in vqvaes:
+                vqvae.encoder.compile()
+                vqvae.decoder.compile()
+            if self.net_refiner is not None:
+                self.get_bare_model(self.net_refiner).compile()
+        self._inference_prepared = True
+
     def _inference_setup(self):
         """Autocast dtype and image layout of inference from ``val`` (see :mod:`.inference_options`).
-
-        The first call of a test run (not training: the networks may be trained in between) also stores the
-        frozen VQVAE / decoder channels-last and compiles what ``val.compile`` asks for.
 
         Returns:
             tuple[torch.dtype | None, torch.memory_format]: autocast dtype (None = fp32) and the layout of
             the images handed to the VQVAE.
         """
+        self.prepare_inference()
         val_opt = self.opt.get('val') or {}
-        dtype = inference_dtype(val_opt, self.device)
         layout = torch.channels_last if channels_last_requested(val_opt) else torch.contiguous_format
-        if not self.is_train and not getattr(self, '_inference_prepared', False):
-            vqvaes = [net for attr, net in self.networks().items() if attr in ('net_vqvae', 'net_decoder')]
-            for vqvae in vqvaes:
-                vqvae.to(memory_format=layout)
-            if compile_requested(val_opt):
-                for vqvae in vqvaes:
-                    vqvae.encoder.compile()
-                    vqvae.decoder.compile()
-                if self.net_refiner is not None:
-                    self.get_bare_model(self.net_refiner).compile()
-            self._inference_prepared = True
-        return dtype, layout
+        return inference_dtype(val_opt, self.device), layout
 
     @torch.no_grad()
     def restore(self, lq, timer=None):
