@@ -1,8 +1,8 @@
 """Run BasicSR's own ``train_pipeline`` / ``test_pipeline`` with the plugin's fixes.
 
 BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one pipeline runs,
-:func:`basicsr_runtime` replaces the names listed below inside basicsr's modules and restores them
-afterwards (nothing is patched at import time):
+:func:`basicsr_runtime` replaces these names inside basicsr's modules and restores them afterwards
+(nothing is patched at import time):
 
 * ``basicsr.utils.options.init_dist`` -> :func:`init_dist`: the backend is ``nccl`` with a GPU and
   ``gloo`` without (``dist_params.backend`` overrides), no CUDA device arithmetic on CPU;
@@ -15,7 +15,15 @@ afterwards (nothing is patched at import time):
   ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference;
 * ``basicsr.train.create_train_val_dataloader`` -> BasicSR's, converting the epoch-counted options
   (``train.total_epochs`` ..., :mod:`restorevar_plugin.epoch_schedule`) to iterations as soon as the train
-  set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers.
+  set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers;
+* ``basicsr.{train,test}.make_exp_dirs`` -> :func:`make_exp_dirs`: only the output folders BasicSR's parser
+  derives (``experiments_root`` / ``results_root``, ``models``, ``training_states``, ``log``,
+  ``visualization``) are created. BasicSR's own version calls ``os.makedirs`` on every other ``path:`` entry
+  too, which turns a missing ``path.pretrain_restorevar: pretrained/restorevar.pth`` into an empty folder of
+  that name and fails on an existing file or a ``~`` value.
+
+Before anything is written, every weight file named under ``path:`` (keys starting with ``pretrain_``) must
+exist: a missing one stops the run with its name, where it was looked for and where to get it.
 
 The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
 resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
@@ -34,16 +42,20 @@ import torch.distributed as dist
 import yaml
 from basicsr.data import build_dataloader as basicsr_build_dataloader
 from basicsr.data import build_dataset as basicsr_build_dataset
-from basicsr.utils import check_resume, scandir
+from basicsr.utils import check_resume, mkdir_and_rename, scandir
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
 from restorevar_plugin.evaluation import resolve_metrics
 from restorevar_plugin.registry_utils import require_registered
+from restorevar_plugin.weights import resolve_checkpoint
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
 # Dataset options holding whole dataset blocks (InContextPairedDataset's query / context, ConcatenatedDataset's parts).
 NESTED_DATASET_KEYS = ('query', 'context', 'parts')
+# The folders BasicSR's parse_options derives under experiments/<name> (train) or results/<name> (test).
+OUTPUT_DIR_KEYS = ('models', 'training_states', 'log', 'visualization')
 
 
 class OptionError(ValueError):
@@ -113,6 +125,30 @@ def resolve_option_paths(opt, root):
             opt['path'][key] = _resolve(value, root)
 
 
+def check_weight_files(opt):
+    """Raise ``FileNotFoundError`` (file, place looked at, where to get it) for a missing ``path.pretrain_*`` file."""
+    for key, value in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_') and value:
+            try:
+                resolve_checkpoint(value)
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f'path.{key}: {error}') from None
+
+
+@master_only
+def make_exp_dirs(opt):
+    """Create the run's output folders, never a folder named by a ``path:`` option of the user.
+
+    ``experiments_root`` (train) or ``results_root`` (test) is archived when it exists and created, as BasicSR
+    does; then the derived folders of :data:`OUTPUT_DIR_KEYS`.
+    """
+    path_opt = opt['path']
+    mkdir_and_rename(path_opt['experiments_root' if opt['is_train'] else 'results_root'])
+    for key in OUTPUT_DIR_KEYS:
+        if path_opt.get(key):
+            os.makedirs(path_opt[key], exist_ok=True)
+
+
 def check_registry_names(opt):
     """Fail early, with close-match hints, on a ``type`` no BasicSR registry holds."""
     require_registered('model', opt.get('model_type', 'SRModel'), 'model_type')
@@ -153,6 +189,7 @@ def finalize_options(opt, root):
     opt['root_path'] = str(root)
     resolve_option_paths(opt, root)
     check_registry_names(opt)
+    check_weight_files(opt)
     check_batched_evaluation(opt)
     try:
         check_epoch_options(opt)
@@ -278,6 +315,8 @@ def basicsr_runtime(root, option_file, basicsr_argv):
         stack.enter_context(_replaced(basicsr.test, 'build_dataloader', build_dataloader))
         stack.enter_context(_replaced(basicsr.train, 'create_train_val_dataloader', functools.partial(
             create_train_val_dataloader, original=basicsr.train.create_train_val_dataloader)))
+        stack.enter_context(_replaced(basicsr.train, 'make_exp_dirs', make_exp_dirs))
+        stack.enter_context(_replaced(basicsr.test, 'make_exp_dirs', make_exp_dirs))
         yield
 
 
