@@ -11,11 +11,15 @@ BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one 
   downgraded on a CPU-only machine;
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
   run's root and loaded onto the run's device (CPU included);
-* ``basicsr.{train,test}.build_dataloader`` -> :func:`build_dataloader`: validation and test sets honour
+* ``basicsr.{train,test}.build_dataloader`` -> :meth:`PipelineRun.build_dataloader`: validation and test sets honour
   ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference;
 * ``basicsr.train.create_train_val_dataloader`` -> BasicSR's, converting the epoch-counted options
   (``train.total_epochs`` ..., :mod:`restorevar_plugin.epoch_schedule`) to iterations as soon as the train
   set is built, before BasicSR reads ``train.total_iter`` and the model builds its schedulers;
+* ``basicsr.train.EnlargedSampler`` -> :class:`~restorevar_plugin.data.resumable_sampler.ResumableEnlargedSampler`
+  (same indices and order): on resume, the epoch continues after the batches already trained on, and every
+  train item's randomness is keyed by its draw; the train loader's iterator seeds come from its own
+  generator, not from the global one the training state restores;
 * ``basicsr.{train,test}.make_exp_dirs`` -> :func:`make_exp_dirs`: only the output folders BasicSR's parser
   derives (``experiments_root`` / ``results_root``, ``models``, ``training_states``, ``log``,
   ``visualization``) are created. BasicSR's own version calls ``os.makedirs`` on every other ``path:`` entry
@@ -46,6 +50,7 @@ from basicsr.utils import check_resume, mkdir_and_rename, scandir
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from restorevar_plugin.data.resumable_sampler import ResumableEnlargedSampler
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
 from restorevar_plugin.evaluation import resolve_metrics
 from restorevar_plugin.registry_utils import require_registered
@@ -241,17 +246,51 @@ def load_resume_state(opt):
     return resume_state
 
 
-def build_dataloader(dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, seed=None):
-    """BasicSR's ``build_dataloader``, except that val/test sets with ``batch_size_per_gpu`` are batched.
+class PipelineRun:
+    """What the replaced BasicSR functions of one pipeline share: the parsed options and the resume state."""
 
-    Evaluation batches keep the dataset order (no shuffling, no dropped last batch); images of one batch
-    must share a size (e.g. ``transform: paper_512``). Without the option BasicSR's loader (batch 1) is used.
-    """
-    if dataset_opt['phase'] in ('val', 'test') and 'batch_size_per_gpu' in dataset_opt:
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=int(dataset_opt['batch_size_per_gpu']), shuffle=False, drop_last=False,
-            num_workers=int(dataset_opt.get('num_worker_per_gpu', 0)), pin_memory=dataset_opt.get('pin_memory', False))
-    return basicsr_build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=dist, sampler=sampler, seed=seed)
+    def __init__(self):
+        self.opt = None
+        self.resume_state = None
+
+    def train_sampler(self, dataset, num_replicas, rank, ratio=1):
+        """Stands in for BasicSR's ``EnlargedSampler(dataset, num_replicas, rank, ratio)``."""
+        return ResumableEnlargedSampler(dataset, num_replicas, rank, ratio, seed=self.opt['manual_seed'])
+
+    def resume_position(self, sampler, batch_size):
+        """On resume, make ``sampler`` skip the batches of the state's epoch that were already trained on.
+
+        BasicSR's epoch ``e`` starts after iteration ``e * B`` (``B = len(sampler) // batch_size`` batches per
+        epoch, the last partial batch dropped), so the state of iteration ``k`` saved in epoch ``e`` has consumed
+        ``k - e * B`` batches of that epoch.
+        """
+        if self.resume_state is None:
+            return
+        consumed = int(self.resume_state['iter']) - int(self.resume_state['epoch']) * (len(sampler) // batch_size)
+        try:
+            sampler.skip_batches(consumed, batch_size)
+        except ValueError as error:
+            raise OptionError(f'path.resume_state: {error}') from None
+
+    def build_dataloader(self, dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, seed=None):
+        """BasicSR's ``build_dataloader``, with batched val/test sets and a resumable train loader.
+
+        Val/test sets with ``batch_size_per_gpu`` are batched in dataset order (no shuffling, no dropped last
+        batch; images of one batch must share a size, e.g. ``transform: paper_512``); without it BasicSR's
+        loader (batch 1) is used. The train loader draws its iterators' seeds from its own generator (seeded by
+        ``seed``), so starting an epoch does not advance the global generator, and resumes mid-epoch.
+        """
+        if dataset_opt['phase'] in ('val', 'test') and 'batch_size_per_gpu' in dataset_opt:
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=int(dataset_opt['batch_size_per_gpu']), shuffle=False, drop_last=False,
+                num_workers=int(dataset_opt.get('num_worker_per_gpu', 0)),
+                pin_memory=dataset_opt.get('pin_memory', False))
+        loader = basicsr_build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=dist, sampler=sampler, seed=seed)
+        if dataset_opt['phase'] == 'train':
+            loader.generator = torch.Generator().manual_seed(int(seed or 0))
+            if isinstance(sampler, ResumableEnlargedSampler):
+                self.resume_position(sampler, loader.batch_size)
+        return loader
 
 
 def create_train_val_dataloader(opt, logger, original):
@@ -299,10 +338,16 @@ def basicsr_runtime(root, option_file, basicsr_argv):
     import basicsr.utils.options as options_module
 
     original_parse = options_module.parse_options
+    run = PipelineRun()
 
     def parse_options(root_path, is_train=True):
         opt, args = original_parse(root_path, is_train)
-        return finalize_options(opt, root_path), args
+        run.opt = finalize_options(opt, root_path)
+        return run.opt, args
+
+    def resume_state(opt):
+        run.resume_state = load_resume_state(opt)
+        return run.resume_state
 
     dist_params = {key: value for key, value in _dist_params(option_file).items() if key in ('backend', 'port')}
     with contextlib.ExitStack() as stack:
@@ -310,9 +355,10 @@ def basicsr_runtime(root, option_file, basicsr_argv):
         stack.enter_context(_replaced(options_module, 'init_dist', functools.partial(init_dist, **dist_params)))
         stack.enter_context(_replaced(basicsr.train, 'parse_options', parse_options))
         stack.enter_context(_replaced(basicsr.test, 'parse_options', parse_options))
-        stack.enter_context(_replaced(basicsr.train, 'load_resume_state', load_resume_state))
-        stack.enter_context(_replaced(basicsr.train, 'build_dataloader', build_dataloader))
-        stack.enter_context(_replaced(basicsr.test, 'build_dataloader', build_dataloader))
+        stack.enter_context(_replaced(basicsr.train, 'load_resume_state', resume_state))
+        stack.enter_context(_replaced(basicsr.train, 'EnlargedSampler', run.train_sampler))
+        stack.enter_context(_replaced(basicsr.train, 'build_dataloader', run.build_dataloader))
+        stack.enter_context(_replaced(basicsr.test, 'build_dataloader', run.build_dataloader))
         stack.enter_context(_replaced(basicsr.train, 'create_train_val_dataloader', functools.partial(
             create_train_val_dataloader, original=basicsr.train.create_train_val_dataloader)))
         stack.enter_context(_replaced(basicsr.train, 'make_exp_dirs', make_exp_dirs))

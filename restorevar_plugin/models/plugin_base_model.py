@@ -71,19 +71,25 @@ class CappedGradScaler(torch.amp.GradScaler):
 
 
 def rng_state():
-    """Python, NumPy and torch CPU generator states, in types ``torch.load(weights_only=True)`` accepts."""
+    """Python, NumPy, torch CPU and (when present) every CUDA device's generator states, in types
+    ``torch.load(weights_only=True)`` accepts."""
     numpy_state = np.random.get_state(legacy=False)
     numpy_state['state']['key'] = numpy_state['state']['key'].tolist()
-    return {'python': random.getstate(), 'numpy': numpy_state, 'torch': torch.get_rng_state()}
+    state = {'python': random.getstate(), 'numpy': numpy_state, 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state):
-    """Restore the generator states saved by :func:`rng_state`."""
+    """Restore the generator states saved by :func:`rng_state` (CUDA states only when CUDA is available)."""
     random.setstate(state['python'])
     numpy_state = dict(state['numpy'])
     numpy_state['state'] = dict(numpy_state['state'], key=np.asarray(numpy_state['state']['key'], dtype=np.uint32))
     np.random.set_state(numpy_state)
     torch.set_rng_state(state['torch'].cpu())
+    if state.get('cuda') is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state['cuda']])
 
 
 def param_groups(named_parameters, weight_decay=0.0, no_decay_keywords=None, lr_mult=None):
@@ -267,6 +273,22 @@ class PluginBaseModel(BaseModel):
             for name, buffer in source.named_buffers():
                 ema_buffers[name].copy_(buffer)
 
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """BasicSR's validation, with every generator restored afterwards: validating (or not, as after a
+        resume) never changes what training draws next.
+
+        BasicSR validates after saving the iteration's state; that state is then saved again with the updated
+        best results, so a run resumed from it keeps the same ``best`` checkpoint as an uninterrupted one.
+        """
+        state = rng_state()
+        try:
+            super().validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            set_rng_state(state)
+        saved = getattr(self, '_saved_state', None)
+        if self.is_train and saved is not None and saved[1] == current_iter:
+            self.save_training_state(*saved)
+
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """Load weights of any supported layout (see :mod:`restorevar_plugin.weights`) into ``net``."""
         net = self.get_bare_model(net)
@@ -292,7 +314,8 @@ class PluginBaseModel(BaseModel):
 
     @master_only
     def save_training_state(self, epoch, current_iter):
-        """Save optimizers, schedulers, the AMP scaler and RNG states to ``<iter>.state``, atomically."""
+        """Save optimizers, schedulers, the AMP scaler, RNG states and the best validation results so far to
+        ``<iter>.state``, atomically (EMA weights are in the network files of the same iteration)."""
         if current_iter == -1:
             return
         state = {
@@ -302,11 +325,14 @@ class PluginBaseModel(BaseModel):
             'schedulers': [scheduler.state_dict() for scheduler in self.schedulers],
             'grad_scaler': self.grad_scaler.state_dict(),
             'rng': rng_state(),
+            'best_metric_results': getattr(self, 'best_metric_results', {}),
+            'extra': self.extra_training_state(),
         }
         atomic_torch_save(state, Path(self.opt['path']['training_states']) / f'{current_iter}.state')
+        self._saved_state = (epoch, current_iter)
 
     def resume_training(self, resume_state):
-        """Restore optimizers, schedulers, the AMP scaler and RNG states from a ``.state`` dict."""
+        """Restore optimizers, schedulers, the AMP scaler, RNG states and best validation results from a ``.state``."""
         for kind, objects in (('optimizers', self.optimizers), ('schedulers', self.schedulers)):
             if len(resume_state[kind]) != len(objects):
                 raise ValueError(f'resume state holds {len(resume_state[kind])} {kind}, this model has '
@@ -317,3 +343,13 @@ class PluginBaseModel(BaseModel):
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
         if resume_state.get('rng'):
             set_rng_state(resume_state['rng'])
+        if resume_state.get('best_metric_results'):
+            self.best_metric_results = resume_state['best_metric_results']
+        self.load_extra_training_state(resume_state.get('extra') or {})
+
+    def extra_training_state(self):
+        """Training state a subclass keeps outside networks, optimizers and schedulers (saved in ``.state``)."""
+        return {}
+
+    def load_extra_training_state(self, state):
+        """Restore what :meth:`extra_training_state` returned (``{}`` for states saved without it)."""

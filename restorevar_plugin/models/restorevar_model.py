@@ -158,6 +158,14 @@ class RestoreVARModel(PluginBaseModel):
         if label_suffix is None:
             self.save_training_state(epoch, current_iter)
 
+    def extra_training_state(self):
+        """The stage's own state (e.g. the tokenizer's code-usage update count)."""
+        return {'stage': self.stage.state_dict()}
+
+    def load_extra_training_state(self, state):
+        """Restore the stage's own state saved by :meth:`extra_training_state`."""
+        self.stage.load_state_dict(state.get('stage') or {})
+
     # ---------------------------------------------------------------------------------------- inference
     def _inference_network(self, attr):
         """The EMA copy when the stage trains ``attr`` with EMA, else the bare network."""
