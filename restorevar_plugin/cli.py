@@ -12,6 +12,7 @@ from importlib import metadata
 from restorevar_plugin.commands import COMMAND_MODULES
 from restorevar_plugin.harness import OptionError
 from restorevar_plugin.registry_utils import UnknownRegistryNameError
+from restorevar_plugin.weights import CheckpointError
 
 PLUGIN_GROUP = 'basicsr.plugins'
 
@@ -51,7 +52,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UnknownRegistryNameError, OptionError, FileNotFoundError) as error:
+    except (UnknownRegistryNameError, OptionError, CheckpointError, FileNotFoundError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
         return 2
 

@@ -10,7 +10,8 @@ BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one 
   one root for every relative path, registry names checked with close-match hints, GPU-only options
   downgraded on a CPU-only machine;
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
-  run's root and loaded onto the run's device (CPU included);
+  run's root and loaded onto the run's device (CPU included); ``--auto_resume`` falls back from an unreadable
+  latest state to the newest readable one;
 * ``basicsr.{train,test}.build_dataloader`` -> :meth:`PipelineRun.build_dataloader`: validation and test sets honour
   ``batch_size_per_gpu`` and ``num_worker_per_gpu`` (BasicSR forces 1 and 0), for batched inference;
 * ``basicsr.train.create_train_val_dataloader`` -> BasicSR's, converting the epoch-counted options
@@ -54,7 +55,7 @@ from restorevar_plugin.data.resumable_sampler import ResumableEnlargedSampler
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
 from restorevar_plugin.evaluation import resolve_metrics
 from restorevar_plugin.registry_utils import require_registered
-from restorevar_plugin.weights import resolve_checkpoint
+from restorevar_plugin.weights import CheckpointError, describe_load_error, resolve_checkpoint
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
 # Dataset options holding whole dataset blocks (InContextPairedDataset's query / context, ConcatenatedDataset's parts).
@@ -207,35 +208,54 @@ def finalize_options(opt, root):
     return opt
 
 
+def _read_state(state_path, device):
+    """The training state at ``state_path`` on ``device``; ``CheckpointError`` when it cannot be read."""
+    try:
+        return torch.load(state_path, map_location=device, weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or pickled objects
+        raise CheckpointError(f'training state {state_path} is corrupt or not a training state '
+                              f'({describe_load_error(error)})') from None
+
+
 def load_resume_state(opt):
     """Find (``--auto_resume``) or read (``path.resume_state``) the training state, on the run's device.
 
-    ``--auto_resume`` takes the highest-iteration ``*.state`` in ``<root>/experiments/<name>/training_states``.
-    A state that cannot be read raises instead of starting over (which would archive the experiment).
+    ``--auto_resume`` takes the highest-iteration readable ``*.state`` in
+    ``<root>/experiments/<name>/training_states``: an unreadable one (e.g. truncated by a full disk) is skipped
+    with a message naming it and why, and left in place. When none is readable, or ``path.resume_state``
+    cannot be read, the run stops instead of starting over (which would archive the experiment).
     Networks are reloaded from ``models/net_<x>_<iter>.pth`` as BasicSR does, except those the run never
     saved (frozen networks of a stage), which keep their configured ``pretrain_network_<x>``.
     """
-    state_path = None
-    if opt['auto_resume']:
-        state_dir = opt['path']['training_states']
-        if os.path.isdir(state_dir):
-            states = list(scandir(state_dir, suffix='.state', recursive=False, full_path=False))
-            if states:
-                latest = max(int(name.split('.state')[0]) for name in states)
-                state_path = os.path.join(state_dir, f'{latest}.state')
-                opt['path']['resume_state'] = state_path
-    elif opt['path'].get('resume_state'):
-        state_path = opt['path']['resume_state']
-    if state_path is None:
-        return None
-    if not os.path.isfile(state_path):
-        raise FileNotFoundError(f'path.resume_state: no training state at {state_path}')
     on_gpu = opt['num_gpu'] != 0 and torch.cuda.is_available()
     device = torch.device('cuda', torch.cuda.current_device()) if on_gpu else torch.device('cpu')
-    try:
-        resume_state = torch.load(state_path, map_location=device, weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f'Cannot read training state {state_path} to resume from: {error}') from error
+    resume_state = None
+    if opt['auto_resume']:
+        state_dir = opt['path']['training_states']
+        names = scandir(state_dir, suffix='.state', recursive=False) if os.path.isdir(state_dir) else []
+        iterations = sorted((int(name[:-len('.state')]) for name in names if name[:-len('.state')].isdigit()),
+                            reverse=True)
+        skipped = []
+        for iteration in iterations:
+            state_path = os.path.join(state_dir, f'{iteration}.state')
+            try:
+                resume_state = _read_state(state_path, device)
+            except CheckpointError as error:
+                print(f'--auto_resume: skipping {error}; trying an older state (nothing is deleted).', flush=True)
+                skipped.append(state_path)
+                continue
+            opt['path']['resume_state'] = state_path
+            break
+        if skipped and resume_state is None:
+            raise CheckpointError(f'--auto_resume: no readable training state in {state_dir} '
+                                  f'(skipped {", ".join(skipped)}); nothing was deleted')
+    elif opt['path'].get('resume_state'):
+        state_path = opt['path']['resume_state']
+        if not os.path.isfile(state_path):
+            raise FileNotFoundError(f'path.resume_state: no training state at {state_path}')
+        resume_state = _read_state(state_path, device)
+    if resume_state is None:
+        return None
     configured = dict(opt['path'])
     check_resume(opt, resume_state['iter'])
     for key, value in opt['path'].items():

@@ -16,24 +16,11 @@ Every function logs and returns a report dict; a missing file raises the ``FileN
 import torch
 from basicsr.utils import get_root_logger
 
-from restorevar_plugin.weights import load_state_dict
+from restorevar_plugin.weights import load_into, load_state_dict
 
 REFINER_PREFIX = 'vae_refiner.'
 # Recomputed floating-point RoPE tables may differ from the stored ones in the last bits of sin / cos.
 BUFFER_ATOL = 1e-5
-
-
-def _strict_load(module, state, path, what):
-    """``module.load_state_dict(state, strict=True)`` with errors that name the file and the keys."""
-    own = set(module.state_dict())
-    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
-    if missing or unexpected:
-        raise ValueError(f'{path}: the {what} keys do not match this model: {len(missing)} missing {missing[:6]}, '
-                         f'{len(unexpected)} unexpected {unexpected[:6]}')
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f'{path}: cannot load the {what} weights: {error}') from error
 
 
 def _matches(stored, expected):
@@ -85,12 +72,12 @@ def load_official_restorevar(path, transformer, refiner=None, root=None):
     refiner_state = {key[len(REFINER_PREFIX):]: value for key, value in state.items() if key.startswith(REFINER_PREFIX)}
     transformer_state = {key: value for key, value in state.items() if not key.startswith(REFINER_PREFIX)}
     dropped = _drop_official_buffers(transformer_state, transformer, path)
-    _strict_load(transformer, transformer_state, path, 'transformer')
+    load_into(transformer, transformer_state, path, what='the RestoreVAR transformer')
     skipped = []
     if refiner is not None:
         if not refiner_state:
             raise ValueError(f'{path}: no {REFINER_PREFIX}* keys to load the refiner from (a stage-1 checkpoint?)')
-        _strict_load(refiner, refiner_state, path, 'refiner')
+        load_into(refiner, refiner_state, path, what='the latent refiner')
     else:
         skipped = sorted(REFINER_PREFIX + key for key in refiner_state)
     report = {
@@ -134,7 +121,7 @@ def load_official_vqvae(path, vqvae, root=None):
     if usage_key in state and state[usage_key].shape[0] != own_usage.shape[0]:
         notes.append(f'{usage_key}: file has {state[usage_key].shape[0]} scales, model {own_usage.shape[0]}; kept '
                      f'the model\'s buffer (code-usage statistics, unused at inference)')
-    _strict_load(vqvae, state, path, 'VQVAE')
+    load_into(vqvae, state, path, what='the VQVAE')
     report = {'path': str(path), 'layout': layout, 'keys': len(state), 'dropped': [], 'notes': notes}
     logger = get_root_logger()
     logger.info(f'Loaded VQVAE {path} ({layout} layout): {len(state)} tensors, strict.')

@@ -15,11 +15,27 @@ Layouts recognised by :func:`load_state_dict`:
 
 A ``module.`` prefix left by DistributedDataParallel is removed in every layout.
 """
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or training state cannot be used: corrupt, not a checkpoint, or made for another network."""
+
+
+def describe_load_error(error):
+    """Why :func:`torch.load` (``weights_only=True``) failed, in a few words and without torch's advice to retry
+    with unsafe unpickling."""
+    if isinstance(error, pickle.UnpicklingError) and 'Unsupported global' in str(error):
+        return ('it holds pickled Python objects besides tensors and plain containers, which are never '
+                'unpickled here because that can run arbitrary code; re-save its state dict with torch.save')
+    if isinstance(error, (zipfile.BadZipFile, EOFError)) or 'zip archive' in str(error):
+        return 'empty, truncated or damaged file'
+    return 'not a PyTorch checkpoint file'
 
 
 @dataclass(frozen=True)
@@ -166,8 +182,12 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle of arbitrary objects, truncated file, not a torch file
-        raise ValueError(f'Cannot read checkpoint {path}: {error}') from error
-    layout = detect_layout(obj)
+        raise CheckpointError(f'checkpoint {path} is corrupt or not a checkpoint ({describe_load_error(error)})') \
+            from None
+    try:
+        layout = detect_layout(obj)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'checkpoint {path} is not a checkpoint this package reads: {error}') from None
     if layout == 'basicsr':
         key = param_key if param_key in obj else ('params' if 'params' in obj else 'params_ema')
         state_dict = obj[key]
@@ -178,3 +198,37 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
     else:
         state_dict = obj
     return _strip_prefix(dict(state_dict), 'module.'), layout
+
+
+def load_into(module, state_dict, path, strict=True, what=None):
+    """``module.load_state_dict(state_dict, strict)`` with an error naming the file and the first mismatching keys.
+
+    Args:
+        module (nn.Module): The network to fill (bare, not DDP-wrapped).
+        state_dict (dict[str, Tensor]): Weights read from ``path``.
+        path (str | Path): The file, for the message.
+        strict (bool): Missing and unexpected keys are errors; a shape mismatch always is.
+        what (str | None): How to name the network (default: its class name).
+
+    Raises:
+        CheckpointError: e.g. ``checkpoint X does not fit MultiScaleVQVAE: 3 keys missing from the file (first:
+            ...); 1 of another shape (first: a.weight (8, 3) in the file, (16, 3) in the model)``.
+    """
+    own = module.state_dict()
+    problems = []
+    if strict:
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing:
+            problems.append(f'{len(missing)} keys missing from the file (first: {", ".join(missing[:5])})')
+        if unexpected:
+            problems.append(f'{len(unexpected)} keys the model does not have (first: {", ".join(unexpected[:5])})')
+    reshaped = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state_dict.items()
+                if key in own and tuple(value.shape) != tuple(own[key].shape)]
+    if reshaped:
+        listed = ', '.join(f'{key} {stored} in the file, {expected} in the model' for key, stored, expected in reshaped[:3])
+        problems.append(f'{len(reshaped)} of another shape (first: {listed})')
+    if problems:
+        raise CheckpointError(f'checkpoint {path} does not fit {what or type(module).__name__}: ' + '; '.join(problems)
+                              + ' (a checkpoint of another architecture or configuration?)')
+    module.load_state_dict(state_dict, strict=strict)

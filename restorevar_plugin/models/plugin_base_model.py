@@ -31,7 +31,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
-from restorevar_plugin.weights import load_state_dict
+from restorevar_plugin.weights import load_into, load_state_dict
 
 AMP_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 BASICSR_SCHEDULERS = {
@@ -92,6 +92,14 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state['cuda']])
 
 
+def plain_best_results(best_metric_results):
+    """BaseModel's ``{dataset: {metric: {'better', 'val', 'iter'}}}`` with plain Python numbers (metrics return NumPy
+    scalars, which ``torch.load(weights_only=True)`` refuses)."""
+    return {dataset: {metric: {'better': str(record['better']), 'val': float(record['val']),
+                               'iter': int(record['iter'])} for metric, record in metrics.items()}
+            for dataset, metrics in best_metric_results.items()}
+
+
 def param_groups(named_parameters, weight_decay=0.0, no_decay_keywords=None, lr_mult=None):
     """Split trainable parameters into optimizer groups by weight decay and learning-rate multiplier.
 
@@ -144,11 +152,6 @@ class PluginBaseModel(BaseModel):
         self.validation_tf32 = validation_uses_tf32(opt.get('val'), self.device)
         if (opt.get('val') or {}).get('tf32') and not self.validation_tf32:
             get_root_logger().info('val.tf32: true has no effect without a GPU (validation runs in plain fp32).')
-
-    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
-        """BasicSR's validation; with ``val.tf32`` on GPU, inside :func:`tf32_scope` (settings restored after)."""
-        with tf32_scope(self.validation_tf32):
-            super().validation(dataloader, current_iter, tb_logger, save_img)
 
     @staticmethod
     def _select_amp_dtype(amp, on_gpu):
@@ -275,14 +278,16 @@ class PluginBaseModel(BaseModel):
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         """BasicSR's validation, with every generator restored afterwards: validating (or not, as after a
-        resume) never changes what training draws next.
+        resume) never changes what training draws next. With ``val.tf32`` on GPU, inside :func:`tf32_scope`
+        (settings restored after).
 
         BasicSR validates after saving the iteration's state; that state is then saved again with the updated
         best results, so a run resumed from it keeps the same ``best`` checkpoint as an uninterrupted one.
         """
         state = rng_state()
         try:
-            super().validation(dataloader, current_iter, tb_logger, save_img)
+            with tf32_scope(self.validation_tf32):
+                super().validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             set_rng_state(state)
         saved = getattr(self, '_saved_state', None)
@@ -296,7 +301,7 @@ class PluginBaseModel(BaseModel):
         get_root_logger().info(f'Loading {net.__class__.__name__} from {load_path} ({layout} layout, '
                                f'param key {param_key}).')
         self._print_different_keys_loading(net, state_dict, strict)
-        net.load_state_dict(state_dict, strict=strict)
+        load_into(net, state_dict, load_path, strict)
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
@@ -325,7 +330,7 @@ class PluginBaseModel(BaseModel):
             'schedulers': [scheduler.state_dict() for scheduler in self.schedulers],
             'grad_scaler': self.grad_scaler.state_dict(),
             'rng': rng_state(),
-            'best_metric_results': getattr(self, 'best_metric_results', {}),
+            'best_metric_results': plain_best_results(getattr(self, 'best_metric_results', {})),
             'extra': self.extra_training_state(),
         }
         atomic_torch_save(state, Path(self.opt['path']['training_states']) / f'{current_iter}.state')
