@@ -11,6 +11,7 @@ from importlib import metadata
 
 from restorevar_plugin.commands import COMMAND_MODULES
 from restorevar_plugin.harness import OptionError
+from restorevar_plugin.models.plugin_base_model import NonFiniteTrainingError
 from restorevar_plugin.registry_utils import UnknownRegistryNameError
 from restorevar_plugin.weights import CheckpointError
 
@@ -52,7 +53,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UnknownRegistryNameError, OptionError, CheckpointError, FileNotFoundError) as error:
+    except (UnknownRegistryNameError, OptionError, CheckpointError, NonFiniteTrainingError, FileNotFoundError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
         return 2
 

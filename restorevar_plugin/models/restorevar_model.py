@@ -135,6 +135,7 @@ class RestoreVARModel(PluginBaseModel):
 
     def feed_data(self, data):
         """``data['lq']`` / ``data['gt']`` ``(B, 3, H, W)`` in [0, 1] -> ``self.lq`` / ``self.gt`` in [-1, 1]."""
+        super().feed_data(data)
         self.lq = data['lq'].to(self.device) * 2 - 1
         self.gt = data['gt'].to(self.device) * 2 - 1 if 'gt' in data else None
 
