@@ -7,8 +7,7 @@ BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one 
 * ``basicsr.utils.options.init_dist`` -> :func:`init_dist`: the backend is ``nccl`` with a GPU and
   ``gloo`` without (``dist_params.backend`` overrides), no CUDA device arithmetic on CPU;
 * ``basicsr.{train,test}.parse_options`` -> BasicSR's parser followed by :func:`finalize_options`:
-  one root for every relative path, registry names checked with close-match hints, GPU-only options
-  downgraded on a CPU-only machine;
+  one root for every relative path, weight files checked, GPU-only options downgraded on a CPU-only machine;
 * ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: the state is looked for under the
   run's root and loaded onto the run's device (CPU included); ``--auto_resume`` falls back from an unreadable
   latest state to the newest readable one;
@@ -30,6 +29,10 @@ BasicSR 1.4.2 assumes CUDA and the current directory in a few places. While one 
 Before anything is written, every weight file named under ``path:`` (keys starting with ``pretrain_``) must
 exist: a missing one stops the run with its name, where it was looked for and where to get it.
 
+Before BasicSR's parser runs, the option file is read (a YAML syntax error names the line) and checked
+against :mod:`restorevar_plugin.option_schema`: every problem is reported at once, before anything is built
+or written.
+
 The root is the current directory unless ``--root DIR`` is given. Relative paths in the option file
 resolve against it: ``experiments/``, ``results/``, ``tb_logger/``, dataset paths (keys starting with
 ``dataroot`` or ending in ``_root``, ``_dir``, ``_dirs``, ``_file``, ``_folder``, ``_path``),
@@ -49,12 +52,12 @@ from basicsr.data import build_dataloader as basicsr_build_dataloader
 from basicsr.data import build_dataset as basicsr_build_dataset
 from basicsr.utils import check_resume, mkdir_and_rename, scandir
 from basicsr.utils.dist_util import master_only
+from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.data.resumable_sampler import ResumableEnlargedSampler
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
-from restorevar_plugin.evaluation import resolve_metrics
-from restorevar_plugin.registry_utils import require_registered
+from restorevar_plugin.option_schema import check_options
 from restorevar_plugin.weights import CheckpointError, describe_load_error, resolve_checkpoint
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
@@ -155,25 +158,47 @@ def make_exp_dirs(opt):
             os.makedirs(path_opt[key], exist_ok=True)
 
 
-def check_registry_names(opt):
-    """Fail early, with close-match hints, on a ``type`` no BasicSR registry holds."""
-    require_registered('model', opt.get('model_type', 'SRModel'), 'model_type')
-    for key, value in opt.items():
-        if key.startswith('network_') and isinstance(value, dict):
-            require_registered('arch', value.get('type'), f'{key}.type')
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        require_registered('dataset', dataset_opt.get('type'), f'datasets.{phase}.type')
-    for key, value in (opt.get('train') or {}).items():
-        if key.endswith('_opt') and isinstance(value, dict) and 'type' in value:
-            require_registered('loss', value['type'], f'train.{key}.type')
-    val_opt = opt.get('val') or {}
-    try:
-        resolve_metrics(val_opt)
-    except ValueError as error:
-        raise OptionError(str(error)) from error
-    for label, metric_opt in (val_opt.get('metrics') or {}).items():
-        if metric_opt is not None:
-            require_registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
+def check_option_schema(opt, option_file=None):
+    """Report every problem of an option dict at once (see :mod:`restorevar_plugin.option_schema`).
+
+    Unknown keys (with the closest valid one), values of the wrong kind, ``type`` names no registry holds (with
+    close matches) and constructor arguments a class does not take are all listed, one line each with its YAML
+    path.
+
+    Raises:
+        OptionError: naming ``option_file`` and listing the problems.
+    """
+    problems = check_options(opt)
+    if problems:
+        head = f'{option_file}: ' if option_file else ''
+        count = f'{len(problems)} problems' if len(problems) > 1 else '1 problem'
+        raise OptionError(f'{head}{count} in the options:\n  ' + '\n  '.join(problems))
+
+
+def read_option_file(option_file, force_yml=None):
+    """The option file as BasicSR reads it, with ``--force_yml`` entries applied; a YAML syntax error becomes an
+    ``OptionError`` naming the file, line and column."""
+    with open(option_file, encoding='utf-8') as handle:
+        try:
+            opt = yaml.load(handle, Loader=ordered_yaml()[0])
+        except yaml.YAMLError as error:
+            mark = getattr(error, 'problem_mark', None)
+            where = f'{option_file}:{mark.line + 1}:{mark.column + 1}' if mark is not None else option_file
+            problem = ' '.join(part for part in (getattr(error, 'context', None), getattr(error, 'problem', None))
+                               if part) or str(error).splitlines()[0]
+            raise OptionError(f'{where}: YAML syntax error: {problem}') from None
+    for entry in force_yml or []:
+        keys, _, value = entry.partition('=')
+        if not _:
+            raise OptionError(f'--force_yml {entry}: expected KEY:SUBKEY=VALUE')
+        *parents, last = [key.strip() for key in keys.split(':')]
+        target = opt
+        for key in parents:
+            if not isinstance(target, dict) or key not in target:
+                raise OptionError(f'--force_yml {entry}: the option file has no {":".join(parents)} block')
+            target = target[key]
+        target[last] = _postprocess_yml_value(value.strip())
+    return opt
 
 
 def check_batched_evaluation(opt):
@@ -194,7 +219,6 @@ def finalize_options(opt, root):
     """Post-process BasicSR's parsed options for the plugin (see the module docstring)."""
     opt['root_path'] = str(root)
     resolve_option_paths(opt, root)
-    check_registry_names(opt)
     check_weight_files(opt)
     check_batched_evaluation(opt)
     try:
@@ -400,6 +424,7 @@ def run_pipeline(kind, args):
     option_file = os.path.abspath(args.opt)
     if not os.path.isfile(option_file):
         raise FileNotFoundError(f'-opt: option file not found: {option_file}')
+    check_option_schema(read_option_file(option_file, args.force_yml), option_file)
     root = Path(args.root or os.getcwd()).resolve()
     basicsr_argv = ['-opt', option_file, '--launcher', args.launcher]
     if getattr(args, 'auto_resume', False):

@@ -11,7 +11,7 @@ from conftest import REPO
 from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
 from restorevar_plugin.evaluation import configured_metrics
-from restorevar_plugin.harness import check_registry_names
+from restorevar_plugin.harness import check_option_schema
 from restorevar_plugin.models.stages import STAGES
 from test_restorevar_model import load_option_file
 
@@ -58,7 +58,7 @@ def test_option_file_parses_and_names_registered_types(path):
     assert opt['name']
     if 'analysis' in opt:  # `basicsr analyze-scales` files: a VQVAE and datasets, no model
         opt['model_type'] = 'RestoreVARModel'
-    check_registry_names(opt)
+    check_option_schema(opt)
     if 'train' in opt and opt['model_type'] == 'RestoreVARModel':
         assert opt['train']['stage'] in STAGES
 

@@ -59,6 +59,8 @@ class SyntheticDegradationDataset(data.Dataset):
         opt (dict): Dataset options.
     """
 
+    option_keys = OPTION_KEYS  # for restorevar_plugin.option_schema
+
     def __init__(self, opt):
         super().__init__()
         self.opt = opt

@@ -23,6 +23,7 @@ class RestorationModel(PluginBaseModel, SRModel):
     """Supervised restoration model: ``net_g(lq) -> result``, images ``(B, 3, H, W)`` in [0, 1]."""
 
     supports_batched_validation = True
+    option_schema = {'val': {'size_multiple': 'int'}}
 
     def setup_optimizers(self):
         """``train.optim_g`` over the trainable parameters of ``net_g``."""
