@@ -212,7 +212,8 @@ def load_into(module, state_dict, path, strict=True, what=None):
 
     Raises:
         CheckpointError: e.g. ``checkpoint X does not fit MultiScaleVQVAE: 3 keys missing from the file (first:
-            ...); 1 of another shape (first: a.weight (8, 3) in the file, (16, 3) in the model)``.
+            ...)`` or ``... 1 of another shape (first: a.weight (8, 3) in the file, (16, 3) in the model)``; shapes
+            the module's own loading accepts (e.g. a resized buffer it keeps) are not errors.
     """
     own = module.state_dict()
     problems = []
@@ -223,12 +224,16 @@ def load_into(module, state_dict, path, strict=True, what=None):
             problems.append(f'{len(missing)} keys missing from the file (first: {", ".join(missing[:5])})')
         if unexpected:
             problems.append(f'{len(unexpected)} keys the model does not have (first: {", ".join(unexpected[:5])})')
-    reshaped = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state_dict.items()
-                if key in own and tuple(value.shape) != tuple(own[key].shape)]
-    if reshaped:
-        listed = ', '.join(f'{key} {stored} in the file, {expected} in the model' for key, stored, expected in reshaped[:3])
-        problems.append(f'{len(reshaped)} of another shape (first: {listed})')
-    if problems:
-        raise CheckpointError(f'checkpoint {path} does not fit {what or type(module).__name__}: ' + '; '.join(problems)
-                              + ' (a checkpoint of another architecture or configuration?)')
-    module.load_state_dict(state_dict, strict=strict)
+    if not problems:
+        try:
+            module.load_state_dict(state_dict, strict=strict)
+            return
+        except RuntimeError as error:  # shapes differ (a module may accept some differences itself)
+            reshaped = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state_dict.items()
+                        if key in own and tuple(value.shape) != tuple(own[key].shape)]
+            listed = ', '.join(f'{key} {stored} in the file, {expected} in the model'
+                               for key, stored, expected in reshaped[:3])
+            problems.append(f'{len(reshaped)} of another shape (first: {listed})' if reshaped
+                            else str(error).strip().splitlines()[-1].strip())
+    raise CheckpointError(f'checkpoint {path} does not fit {what or type(module).__name__}: ' + '; '.join(problems)
+                          + ' (a checkpoint of another architecture or configuration?)')
