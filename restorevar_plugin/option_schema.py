@@ -14,6 +14,7 @@ Where the accepted keys come from:
   accepts anything), the kind of each value inferred from the parameter's default;
 * a model class's ``option_schema`` attribute (``{'train': {...}, 'val': {...}, 'path': {...}, '': {top-level}}``,
   merged over its bases): plugins declare what their models read the same way this package does;
+* the harness's epoch-counted keys (:mod:`restorevar_plugin.epoch_schedule`: ``train.total_epochs`` ...);
 * a dataset class's ``option_keys`` attribute (dataset-specific keys; BasicSR's loader keys are always allowed).
   Datasets of other packages that declare nothing are not checked beyond the loader keys' kinds.
 
@@ -25,6 +26,7 @@ import inspect
 
 import torch
 
+from restorevar_plugin.epoch_schedule import FREQUENCIES, TOTAL_EPOCHS
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.plugin_base_model import BASICSR_SCHEDULERS
 from restorevar_plugin.registry_utils import REGISTRIES, UnknownRegistryNameError, require_registered
@@ -81,6 +83,10 @@ VAL = {
 LOGGER = {'print_freq': 'int', 'save_checkpoint_freq': 'number', 'use_tb_logger': 'bool', 'wandb': 'dict'}
 WANDB = {'project': 'str', 'resume_id': 'str'}
 DIST_PARAMS = {'backend': 'str', 'port': 'int'}
+# The harness's epoch-counted keys (restorevar_plugin.epoch_schedule), by section.
+EPOCH_KEYS = {}
+for _section, _epoch_key, _ in (TOTAL_EPOCHS, *FREQUENCIES):
+    EPOCH_KEYS.setdefault(_section, {})[_epoch_key] = 'number'
 OPTIMIZER_EXTRAS = {'type': 'str', 'no_decay_keywords': 'list', 'lr_mult': 'dict'}
 METRIC_EXTRAS = {'type': 'str', 'better': 'str'}
 KIND_NAMES = {'str': 'a string', 'int': 'an integer', 'number': 'a number', 'bool': 'true or false',
@@ -220,7 +226,7 @@ class OptionChecker:
         self.path(opt.get('path'), network_keys, declared.get('path', {}))
         self.train(opt.get('train'), declared.get('train', {}))
         self.val(opt.get('val'), declared.get('val', {}))
-        self.keys(opt.get('logger'), LOGGER, 'logger')
+        self.keys(opt.get('logger'), {**LOGGER, **EPOCH_KEYS['logger']}, 'logger')
         if isinstance(opt.get('logger'), dict):
             self.keys(opt['logger'].get('wandb'), WANDB, 'logger.wandb')
         self.keys(opt.get('dist_params'), DIST_PARAMS, 'dist_params')
@@ -278,7 +284,7 @@ class OptionChecker:
             self.keys(train_opt, {}, 'train')
             return
         losses = {key: 'dict' for key in train_opt if str(key).endswith('_opt')}
-        self.keys(train_opt, {**TRAIN, **losses, **declared}, 'train')
+        self.keys(train_opt, {**TRAIN, **EPOCH_KEYS['train'], **losses, **declared}, 'train')
         for key in losses:
             block = train_opt[key]
             if isinstance(block, dict) and block.get('type') is not None:
@@ -302,11 +308,12 @@ class OptionChecker:
                 hint = f'; did you mean {close[0]}?' if close else f'; known: {", ".join(sorted(known))}'
                 self.report('train.scheduler.type', f'unknown scheduler {block.get("type")!r}{hint}')
             else:
-                self.constructed(block, scheduler, 'train.scheduler', {'type': 'str'}, skip=('optimizer', ))
+                self.constructed(block, scheduler, 'train.scheduler', {'type': 'str', **EPOCH_KEYS['train.scheduler']},
+                                 skip=('optimizer', ))
 
     def val(self, val_opt, declared):
         """``val``: BasicSR's and the model's keys, and each metric's registered function and arguments."""
-        self.keys(val_opt, {**VAL, **declared}, 'val')
+        self.keys(val_opt, {**VAL, **EPOCH_KEYS['val'], **declared}, 'val')
         metrics = val_opt.get('metrics') if isinstance(val_opt, dict) else None
         if not isinstance(metrics, dict):
             return

@@ -153,7 +153,8 @@ class PluginBaseModel(BaseModel):
     # Option keys read here and by restorevar_plugin.evaluation, for restorevar_plugin.option_schema (subclasses
     # add theirs).
     option_schema = {'train': {'grad_clip': 'number', 'amp': 'any', 'grad_scaler': 'dict', 'nonfinite': 'str',
-                               'nonfinite_max_skips': 'int'}}
+                               'nonfinite_max_skips': 'int'},
+                     'val': {'tf32': 'bool'}}
 
     def __init__(self, opt):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
