@@ -2,6 +2,7 @@
 uninterrupted run: every RestoreVAR stage and ``RestorationModel``, on CPU, to 1e-6."""
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,8 +57,7 @@ STAGES = {
 
 
 def run(cli_args, cwd, scratch, kill_after=None):
-    import subprocess
-
+    """Run the CLI through the kill wrapper; ``kill_after`` SIGKILLs the process after that iteration's step."""
     wrapper = Path(scratch) / 'kill_wrapper.py'
     wrapper.write_text(KILL_WRAPPER)
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
@@ -65,7 +65,7 @@ def run(cli_args, cwd, scratch, kill_after=None):
     if kill_after is not None:
         env['KILL_AFTER_ITER'] = str(kill_after)
     return subprocess.run([sys.executable, str(wrapper), *cli_args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
 
 
 def assert_same_weights(expected_dir, actual_dir):

@@ -42,8 +42,8 @@ def test_skipped_steps_leave_weights_untouched_and_are_counted(tmp_path, capfd):
         step(model, iteration, batch(nan=True))
     assert all(torch.equal(value, model.net_g.state_dict()[key]) for key, value in before.items())
     assert model.nonfinite_skips == 3 and model.consecutive_skips == {0: 3}
-    assert 'iteration 3: non-finite loss (l_pix=nan) on the batch 0001.png, 0002.png; step skipped (3 skipped so far, ' \
-        '3 in a row)' in capfd.readouterr().err
+    assert ('iteration 3: non-finite loss (l_pix=nan) on the batch 0001.png, 0002.png; step skipped '
+            '(3 skipped so far, 3 in a row)') in capfd.readouterr().err
     step(model, 4, batch())
     assert model.consecutive_skips == {0: 0} and model.nonfinite_skips == 3
     assert any(not torch.equal(value, model.net_g.state_dict()[key]) for key, value in before.items())
@@ -81,7 +81,8 @@ def test_huge_learning_rate_stops_the_run_without_saving_non_finite_weights(tmp_
     result = run_cli(['train', '-opt', str(write_options(tmp_path / 'lr.yml', options))], cwd=toy_root)
     assert result.returncode == 2, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith('basicsr train: error: iteration ') and 'stopping after 10 consecutive skipped steps' in error
+    assert error.startswith('basicsr train: error: iteration ')
+    assert 'stopping after 10 consecutive skipped steps' in error
     assert '.png' in error
     for path in (toy_root / 'experiments' / 'lr1e3' / 'models').glob('*.pth'):
         for value in torch.load(path, weights_only=True)['params'].values():

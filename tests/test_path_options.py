@@ -58,7 +58,7 @@ def test_shipped_test_layout_runs_with_the_weights_present(tmp_path, test_option
     assert result.returncode == 0, result.stderr[-4000:]
     results = root / 'results' / 'restorevar_test_paper_512'
     assert (results / 'synthetic_test_metrics.csv').is_file()
-    assert (root / 'pretrained' / 'restorevar.pth').is_file() and (root / 'pretrained' / 'vae_restorevar.ckpt').is_file()
+    assert all((root / 'pretrained' / name).is_file() for name in ('restorevar.pth', 'vae_restorevar.ckpt'))
     assert not (root / 'None').exists()
 
 
@@ -78,5 +78,6 @@ def test_missing_weights_are_named_and_nothing_is_created(tmp_path, test_option_
     (tmp_path / 'planted' / 'pretrained' / 'vae_restorevar.ckpt').rename(root / 'pretrained' / 'vae_restorevar.ckpt')
     result = run_cli(['test', '-opt', str(test_option_file)], cwd=root)
     assert result.returncode == 2
-    assert 'path.pretrain_restorevar: ' in result.stderr and str(root / 'pretrained' / 'restorevar.pth') in result.stderr
+    assert 'path.pretrain_restorevar: ' in result.stderr
+    assert str(root / 'pretrained' / 'restorevar.pth') in result.stderr
     assert sorted(path.name for path in root.rglob('*')) == ['pretrained', 'vae_restorevar.ckpt']
