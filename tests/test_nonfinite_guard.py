@@ -6,6 +6,7 @@ from basicsr.models import build_model
 
 from conftest import run_cli, tiny_restoration_options, write_options
 from restorevar_plugin.models.plugin_base_model import NonFiniteTrainingError
+from test_restorevar_arch import basicsr_log  # noqa: F401  (fixture)
 
 
 def tiny_model(tmp_path, **train_overrides):
@@ -35,7 +36,7 @@ def weights(model):
     return {key: value.clone() for key, value in model.net_g.state_dict().items()}
 
 
-def test_skipped_steps_leave_weights_untouched_and_are_counted(tmp_path, capfd):
+def test_skipped_steps_leave_weights_untouched_and_are_counted(tmp_path, basicsr_log):  # noqa: F811
     model = tiny_model(tmp_path)
     before = weights(model)
     for iteration in (1, 2, 3):
@@ -43,7 +44,7 @@ def test_skipped_steps_leave_weights_untouched_and_are_counted(tmp_path, capfd):
     assert all(torch.equal(value, model.net_g.state_dict()[key]) for key, value in before.items())
     assert model.nonfinite_skips == 3 and model.consecutive_skips == {0: 3}
     assert ('iteration 3: non-finite loss (l_pix=nan) on the batch 0001.png, 0002.png; step skipped '
-            '(3 skipped so far, 3 in a row)') in capfd.readouterr().err
+            '(3 skipped so far, 3 in a row)') in [record.getMessage() for record in basicsr_log]
     step(model, 4, batch())
     assert model.consecutive_skips == {0: 0} and model.nonfinite_skips == 3
     assert any(not torch.equal(value, model.net_g.state_dict()[key]) for key, value in before.items())
