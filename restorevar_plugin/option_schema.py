@@ -3,13 +3,14 @@
 :func:`check_options` walks an option dict (as read from YAML, after ``--force_yml``) and returns one line per
 problem, each starting with the option's YAML path: an unknown key with the closest valid one, a value of the
 wrong kind (``train.optim_g.lr: expected a number, got 'abc'``), a ``type`` no registry holds, or a constructor
-argument the class does not take (``network_g.dept: RRDBNet takes no argument 'dept'; closest: ...``).
+argument the class does not take (``network_g.dept: unknown argument of RestoreVARTransformer; did you mean depth?``).
 
 Where the accepted keys come from:
 
 * BasicSR's own keys (top level, ``datasets.*``, ``path``, ``train``, ``val``, ``logger``, ``dist_params``):
   the tables below, from ``basicsr/utils/options.py``, ``train.py``, ``models/*.py`` and ``data/*.py``;
-* ``network_<x>``, ``train.<loss>_opt``, ``train.scheduler``, ``train.optim_<x>``, ``val.metrics.<label>``:
+* ``network_<x>``, ``train.<loss>_opt``, ``train.scheduler``, ``train.optim_<x>``, ``val.metrics.<label>``
+  (after :func:`restorevar_plugin.evaluation.resolve_metrics` has checked ``val.protocol`` and ``val.metrics``):
   the registered class's (or function's) constructor signature (``inspect.signature``; a ``**kwargs`` parameter
   accepts anything), the kind of each value inferred from the parameter's default;
 * a model class's ``option_schema`` attribute (``{'train': {...}, 'val': {...}, 'path': {...}, '': {top-level}}``,
@@ -27,6 +28,7 @@ import inspect
 import torch
 
 from restorevar_plugin.epoch_schedule import FREQUENCIES, TOTAL_EPOCHS
+from restorevar_plugin.evaluation import resolve_metrics
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.plugin_base_model import BASICSR_SCHEDULERS
 from restorevar_plugin.registry_utils import REGISTRIES, UnknownRegistryNameError, require_registered
@@ -314,14 +316,19 @@ class OptionChecker:
     def val(self, val_opt, declared):
         """``val``: BasicSR's and the model's keys, and each metric's registered function and arguments."""
         self.keys(val_opt, {**VAL, **EPOCH_KEYS['val'], **declared}, 'val')
-        metrics = val_opt.get('metrics') if isinstance(val_opt, dict) else None
+        if not isinstance(val_opt, dict):
+            return
+        try:
+            resolve_metrics(val_opt)  # the protocol and how val.metrics changes it
+        except ValueError as error:
+            self.problems.append(str(error))
+        metrics = val_opt.get('metrics')
         if not isinstance(metrics, dict):
             return
         for label, metric_opt in metrics.items():
             where = f'val.metrics.{label}'
             if not isinstance(metric_opt, dict):
-                self.report(where, f'expected a mapping with a type, got {metric_opt!r}')
-                continue
+                continue  # ~ removes a protocol metric; anything else is reported by resolve_metrics
             metric = self.registered('metric', metric_opt.get('type'), f'{where}.type')
             if metric is not None:
                 self.constructed(metric_opt, metric, where, METRIC_EXTRAS, skip=('img', 'img2'))

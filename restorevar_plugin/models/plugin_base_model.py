@@ -154,7 +154,7 @@ class PluginBaseModel(BaseModel):
     # add theirs).
     option_schema = {'train': {'grad_clip': 'number', 'amp': 'any', 'grad_scaler': 'dict', 'nonfinite': 'str',
                                'nonfinite_max_skips': 'int'},
-                     'val': {'tf32': 'bool'}}
+                     'val': {'tf32': 'bool', 'protocol': 'str', 'save_grid': 'bool', 'strict': 'bool'}}
 
     def __init__(self, opt):
         train_opt = (opt.get('train') or {}) if opt['is_train'] else {}
