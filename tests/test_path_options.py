@@ -26,7 +26,7 @@ def shipped_test_options_tiny():
     options.update(copy.deepcopy(TINY_NETWORKS), num_gpu=0)
     options['datasets'] = {'test_1': {'name': 'synthetic_test', 'type': 'SyntheticDegradationDataset', 'size': 32,
                                       'seed': 0, 'split': 'val'}}
-    options['val']['metrics'] = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}
+    options['val']['metrics'] = {'lpips': None}  # the paper protocol without LPIPS (its AlexNet file is not here)
     options['val']['pbar'] = False
     return options
 
