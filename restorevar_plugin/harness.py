@@ -57,7 +57,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.data.resumable_sampler import ResumableEnlargedSampler
 from restorevar_plugin.epoch_schedule import EpochOptionError, apply_epoch_schedule, check_epoch_options
-from restorevar_plugin.option_schema import check_options
+from restorevar_plugin.option_schema import check_options, registry_problems
 from restorevar_plugin.weights import CheckpointError, describe_load_error, resolve_checkpoint
 
 PATH_SUFFIXES = ('_root', '_dir', '_dirs', '_file', '_folder', '_path')
@@ -173,6 +173,14 @@ def check_option_schema(opt, option_file=None):
         head = f'{option_file}: ' if option_file else ''
         count = f'{len(problems)} problems' if len(problems) > 1 else '1 problem'
         raise OptionError(f'{head}{count} in the options:\n  ' + '\n  '.join(problems))
+
+
+def check_registry_names(opt):
+    """Only the registry names of a partial option dict (e.g. a benchmark method's model options), checked as
+    :func:`check_option_schema` checks them; ``OptionError`` lists every unknown name with close matches."""
+    problems = registry_problems(opt)
+    if problems:
+        raise OptionError('\n  '.join(problems))
 
 
 def read_option_file(option_file, force_yml=None):
@@ -335,6 +343,11 @@ class PipelineRun:
             if isinstance(sampler, ResumableEnlargedSampler):
                 self.resume_position(sampler, loader.batch_size)
         return loader
+
+
+def build_dataloader(dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, seed=None):
+    """:meth:`PipelineRun.build_dataloader` outside a pipeline (nothing to resume), e.g. for evaluation sets."""
+    return PipelineRun().build_dataloader(dataset, dataset_opt, num_gpu, dist, sampler, seed)
 
 
 def create_train_val_dataloader(opt, logger, original):

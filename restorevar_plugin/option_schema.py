@@ -344,3 +344,27 @@ def check_options(opt):
         list[str]
     """
     return OptionChecker(opt).run()
+
+
+def registry_problems(opt):
+    """Only the registry-name problems of a possibly partial option dict (model, networks, datasets, losses,
+    metrics and the ``val`` protocol), with the same messages as :func:`check_options`."""
+    checker = OptionChecker(opt)
+    checker.registered('model', opt.get('model_type', 'SRModel'), 'model_type')
+    for key, value in opt.items():
+        if str(key).startswith('network_') and isinstance(value, dict):
+            checker.registered('arch', value.get('type'), f'{key}.type')
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        checker.registered('dataset', (dataset_opt or {}).get('type'), f'datasets.{phase}.type')
+    for key, value in (opt.get('train') or {}).items():
+        if str(key).endswith('_opt') and isinstance(value, dict) and 'type' in value:
+            checker.registered('loss', value['type'], f'train.{key}.type')
+    val_opt = opt.get('val') or {}
+    try:
+        resolve_metrics(val_opt)
+    except ValueError as error:
+        checker.problems.append(str(error))
+    for label, metric_opt in (val_opt.get('metrics') or {}).items():
+        if isinstance(metric_opt, dict):
+            checker.registered('metric', metric_opt.get('type'), f'val.metrics.{label}.type')
+    return checker.problems

@@ -9,11 +9,12 @@ from conftest import REPO, run_cli, tiny_restoration_options, write_options
 from restorevar_plugin.harness import OptionError, read_option_file
 from restorevar_plugin.option_schema import check_options
 
-OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
+# BasicSR option files; `basicsr benchmark` files (methods x datasets) have their own schema and loader.
+OPTION_FILES = sorted(path for path in (REPO / 'options').rglob('*.yml') if 'methods' not in read_option_file(path))
 
 
 @pytest.mark.parametrize('path', OPTION_FILES, ids=[str(p.relative_to(REPO)) for p in OPTION_FILES])
-def test_every_option_file_in_the_repository_passes(path):
+def test_every_basicsr_option_file_in_the_repository_passes(path):
     assert check_options(read_option_file(path)) == []
 
 
