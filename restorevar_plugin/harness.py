@@ -227,7 +227,6 @@ def finalize_options(opt, root):
     """Post-process BasicSR's parsed options for the plugin (see the module docstring)."""
     opt['root_path'] = str(root)
     resolve_option_paths(opt, root)
-    check_weight_files(opt)
     check_batched_evaluation(opt)
     try:
         check_epoch_options(opt)
@@ -400,6 +399,7 @@ def basicsr_runtime(root, option_file, basicsr_argv):
     def parse_options(root_path, is_train=True):
         opt, args = original_parse(root_path, is_train)
         run.opt = finalize_options(opt, root_path)
+        check_weight_files(run.opt)
         return run.opt, args
 
     def resume_state(opt):
