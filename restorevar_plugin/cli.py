@@ -9,8 +9,10 @@ import importlib
 import sys
 from importlib import metadata
 
+from restorevar_plugin.checkpoints import CheckpointError
 from restorevar_plugin.commands import COMMAND_MODULES
 from restorevar_plugin.harness import OptionError
+from restorevar_plugin.models.plugin_base_model import NonFiniteTrainingError
 from restorevar_plugin.registry_utils import UnknownRegistryNameError
 
 PLUGIN_GROUP = 'basicsr.plugins'
@@ -51,7 +53,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UnknownRegistryNameError, OptionError, FileNotFoundError) as error:
+    except (UnknownRegistryNameError, OptionError, CheckpointError, NonFiniteTrainingError, FileNotFoundError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
         return 2
 

@@ -3,7 +3,13 @@ import difflib
 import importlib
 from pathlib import Path
 
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import (
+    ARCH_REGISTRY,
+    DATASET_REGISTRY,
+    LOSS_REGISTRY,
+    METRIC_REGISTRY,
+    MODEL_REGISTRY,
+)
 
 REGISTRIES = {
     'arch': ARCH_REGISTRY,

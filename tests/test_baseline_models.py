@@ -9,15 +9,23 @@ import torchvision.transforms as T
 import yaml
 from basicsr.archs import build_network
 from basicsr.models import build_model
+from helpers.dataset_trees import build_meta_tree
+from helpers.runs import (
+    REPO,
+    load_option_file,
+    run_cli,
+    write_options,
+    write_paired_folders,
+)
 from PIL import Image
 from torch.utils.data import default_collate
 
-from helpers.dataset_trees import build_meta_tree
-from helpers.runs import REPO, load_option_file, run_cli, write_options, write_paired_folders
 from restorevar_plugin.commands import check_data
-from restorevar_plugin.data.meta import load_dataset_meta
 from restorevar_plugin.data.in_context_dataset import InContextPairedDataset
-from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
+from restorevar_plugin.data.meta import load_dataset_meta
+from restorevar_plugin.data.synthetic_degradation_dataset import (
+    SyntheticDegradationDataset,
+)
 from restorevar_plugin.data.transforms import clip_geometry
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.harness import resolve_option_paths

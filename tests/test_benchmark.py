@@ -7,9 +7,13 @@ import pytest
 import torch
 import yaml
 from basicsr.archs import build_network
-
 from helpers.runs import REPO
-from restorevar_plugin.benchmark.cost import ParameterUse, count_flops, latent_diffusion_reference
+
+from restorevar_plugin.benchmark.cost import (
+    ParameterUse,
+    count_flops,
+    latent_diffusion_reference,
+)
 from restorevar_plugin.benchmark.options import apply_override, load_benchmark_options
 from restorevar_plugin.benchmark.pipeline import run_benchmark
 from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_comments

@@ -6,8 +6,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from restorevar_plugin.checkpoints import (CHECKPOINTS, detect_layout, load_network, load_state_dict,
-                                           resolve_checkpoint)
+from restorevar_plugin.checkpoints import (
+    CHECKPOINTS,
+    CheckpointError,
+    detect_layout,
+    load_network,
+    load_state_dict,
+    resolve_checkpoint,
+)
 
 
 def small_net():
@@ -84,7 +90,8 @@ def test_load_network_strict_loads_exactly_and_names_differences(tmp_path, basic
     assert any('basicsr layout' in record.getMessage() for record in basicsr_log)
     state.pop('2.bias')
     torch.save(state, tmp_path / 'partial.pth')
-    with pytest.raises(ValueError, match=r'partial.pth.*1 missing \[\'2.bias\'\]'):
+    with pytest.raises(CheckpointError, match=r'partial.pth does not fit .*: 1 keys missing from the file '
+                       r'\(first: 2.bias\)'):
         load_network(small_net(), tmp_path / 'partial.pth')
 
 

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import yaml
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-
 from helpers.dataset_trees import EXAMPLES, build_meta_tree, write_image
+
 from restorevar_plugin.data.image_io import ImageReader
-from restorevar_plugin.data.meta import (META_PATH_ENV, DatasetLayoutError, DatasetPairingError, MetaSchemaError,
-                                         available_metas, default_meta_dir, find_pairs, load_dataset_meta,
-                                         parse_dataset_meta, scan_pairs)
+from restorevar_plugin.data.meta import (
+    META_PATH_ENV,
+    DatasetLayoutError,
+    DatasetPairingError,
+    MetaSchemaError,
+    available_metas,
+    default_meta_dir,
+    find_pairs,
+    load_dataset_meta,
+    parse_dataset_meta,
+    scan_pairs,
+)
 
 SHIPPED = sorted(available_metas([]))
 

@@ -10,18 +10,24 @@ import torch
 from basicsr.data import build_dataloader
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils.registry import DATASET_REGISTRY
+from helpers.dataset_trees import write_image
 from PIL import Image
 from skimage import data as skimage_data
 from torchvision import transforms as torchvision_transforms
 from torchvision.transforms import InterpolationMode
 
-from helpers.dataset_trees import write_image
 from restorevar_plugin.commands.check_data import item_shares
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
-from restorevar_plugin.data.image_io import ImageReadError, ImageReader, decode_image
+from restorevar_plugin.data.image_io import ImageReader, ImageReadError, decode_image
 from restorevar_plugin.data.meta import DatasetLayoutError, DatasetPairingError
-from restorevar_plugin.data.transforms import (build_transform, crop_to_multiple, flip_rotate, lanczos_resize,
-                                               resize_shorter_side, to_uint8)
+from restorevar_plugin.data.transforms import (
+    build_transform,
+    crop_to_multiple,
+    flip_rotate,
+    lanczos_resize,
+    resize_shorter_side,
+    to_uint8,
+)
 
 
 def folder_meta(name, degradation, root):

@@ -3,11 +3,16 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
+from helpers.dataset_trees import write_image
 from skimage import data as skimage_data
 from skimage.metrics import peak_signal_noise_ratio
 
-from helpers.dataset_trees import write_image
-from restorevar_plugin.data.degradations import DEGRADATIONS, degrade, motion_blur_kernel, parse_degradation
+from restorevar_plugin.data.degradations import (
+    DEGRADATIONS,
+    degrade,
+    motion_blur_kernel,
+    parse_degradation,
+)
 from restorevar_plugin.data.synthetic_degradation_dataset import BUNDLED_SPLITS
 from restorevar_plugin.data.transforms import lanczos_resize
 

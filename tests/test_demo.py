@@ -17,7 +17,11 @@ from restorevar_plugin.demo.recipe import (
     shipped_weights,
     stage_checkpoint,
 )
-from restorevar_plugin.demo.shipping import sha256_of, ship_checkpoints, verify_checkpoints
+from restorevar_plugin.demo.shipping import (
+    sha256_of,
+    ship_checkpoints,
+    verify_checkpoints,
+)
 from restorevar_plugin.demo.summary import summarize
 from restorevar_plugin.demo.training import read_timings, train_budget
 

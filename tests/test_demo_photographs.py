@@ -7,7 +7,11 @@ import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from restorevar_plugin.data import demo_photographs as photographs_module
-from restorevar_plugin.data.demo_photographs import DEMO_PHOTOGRAPHS, DemoPhotograph, demo_photographs
+from restorevar_plugin.data.demo_photographs import (
+    DEMO_PHOTOGRAPHS,
+    DemoPhotograph,
+    demo_photographs,
+)
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.synthetic_degradation_dataset import DEMO_DEGRADATIONS
 

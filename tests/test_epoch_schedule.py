@@ -4,12 +4,22 @@ import json
 
 import pytest
 from basicsr.data import build_dataset
-
 from helpers.dataset_trees import build_meta_tree
-from helpers.runs import REPO, load_option_file, run_cli, tiny_restoration_options, write_options
+from helpers.runs import (
+    REPO,
+    load_option_file,
+    run_cli,
+    tiny_restoration_options,
+    write_options,
+)
+
 from restorevar_plugin.data.meta import DatasetLayoutError, load_dataset_meta
-from restorevar_plugin.epoch_schedule import (EpochOptionError, apply_epoch_schedule, check_epoch_options,
-                                              iterations_per_epoch)
+from restorevar_plugin.epoch_schedule import (
+    EpochOptionError,
+    apply_epoch_schedule,
+    check_epoch_options,
+    iterations_per_epoch,
+)
 
 FOLDER_METAS = ['restorevar_reside_train', 'restorevar_snow100k_train', 'restorevar_rain13k_train',
                 'restorevar_lolv1_train', 'restorevar_gopro_train']

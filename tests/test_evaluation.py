@@ -9,10 +9,17 @@ import yaml
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
+from helpers.runs import (
+    REPO,
+    run_cli,
+    tiny_restoration_options,
+    write_options,
+    write_paired_folders,
+)
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from spawned_ranks import run_on_ranks
 from torch.utils.data import DataLoader, Dataset
 
-from helpers.runs import REPO, run_cli, tiny_restoration_options, write_options, write_paired_folders
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.evaluation import (
     configured_metrics,
@@ -26,7 +33,6 @@ from restorevar_plugin.evaluation import (
 from restorevar_plugin.evaluation.scoring import applicable_metrics
 from restorevar_plugin.metrics.protocols import PROTOCOLS
 from restorevar_plugin.metrics.skimage_metric import calculate_psnr_skimage
-from spawned_ranks import run_on_ranks
 
 PROMPTIR = PROTOCOLS['promptir']
 

@@ -5,7 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from restorevar_plugin.data.image_io import ImageInfo, decode_image_layers, encode_image_like, write_file_atomic
+from restorevar_plugin.data.image_io import (
+    ImageInfo,
+    decode_image_layers,
+    encode_image_like,
+    write_file_atomic,
+)
 
 
 def decode(data):

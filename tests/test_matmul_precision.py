@@ -4,9 +4,14 @@ import copy
 import pytest
 import torch
 from basicsr.models import build_model
-
 from helpers.runs import tiny_restoration_options
-from restorevar_plugin.models.matmul_precision import set_tf32_flags, tf32_flags, tf32_scope, validation_uses_tf32
+
+from restorevar_plugin.models.matmul_precision import (
+    set_tf32_flags,
+    tf32_flags,
+    tf32_scope,
+    validation_uses_tf32,
+)
 
 DEFAULT_OFF = (False, False, 'highest')
 

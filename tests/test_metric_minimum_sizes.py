@@ -6,7 +6,11 @@ import torch
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from pyiqa.archs.clip_model import ModifiedResNet
 
-from restorevar_plugin.metrics.minimum_sizes import SizeRequirement, metric_requirement, strictest_requirement
+from restorevar_plugin.metrics.minimum_sizes import (
+    SizeRequirement,
+    metric_requirement,
+    strictest_requirement,
+)
 from restorevar_plugin.metrics.skimage_metric import calculate_ssim_skimage
 
 pytestmark = pytest.mark.filterwarnings('ignore:Mean of empty slice:RuntimeWarning')  # the nan cases, on purpose

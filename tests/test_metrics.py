@@ -20,9 +20,22 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from restorevar_plugin import cli
 from restorevar_plugin.checkpoints import CHECKPOINTS
 from restorevar_plugin.losses.lpips_loss import LPIPSLoss
-from restorevar_plugin.metrics.iqa_metric import calculate_clipiqa, calculate_musiq, iqa_network
-from restorevar_plugin.metrics.lpips_metric import calculate_lpips, lpips_network, lpips_tensor
-from restorevar_plugin.metrics.protocols import BASICSR_Y, METRICS, PROTOCOLS, RESTOREVAR_PAPER
+from restorevar_plugin.metrics.iqa_metric import (
+    calculate_clipiqa,
+    calculate_musiq,
+    iqa_network,
+)
+from restorevar_plugin.metrics.lpips_metric import (
+    calculate_lpips,
+    lpips_network,
+    lpips_tensor,
+)
+from restorevar_plugin.metrics.protocols import (
+    BASICSR_Y,
+    METRICS,
+    PROTOCOLS,
+    RESTOREVAR_PAPER,
+)
 from restorevar_plugin.metrics.skimage_metric import (
     calculate_psnr_skimage,
     calculate_ssim_skimage,

@@ -6,12 +6,14 @@ import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
-
 from helpers.runs import REPO, load_option_file
+
 from restorevar_plugin.benchmark.options import load_benchmark_options
-from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
+from restorevar_plugin.data.multi_degradation_paired_dataset import (
+    paired_dataset_settings,
+)
 from restorevar_plugin.evaluation import configured_metrics
-from restorevar_plugin.harness import check_registry_names
+from restorevar_plugin.harness import check_option_schema
 from restorevar_plugin.models.stages import STAGES
 
 ALL_OPTION_FILES = sorted((REPO / 'options').rglob('*.yml'))
@@ -57,7 +59,7 @@ def test_option_file_parses_and_names_registered_types(path):
     assert opt['name']
     if 'analysis' in opt:  # `basicsr analyze-scales` files: a VQVAE and datasets, no model
         opt['model_type'] = 'RestoreVARModel'
-    check_registry_names(opt)
+    check_option_schema(opt)
     if 'train' in opt and opt['model_type'] == 'RestoreVARModel':
         assert opt['train']['stage'] in STAGES
 

@@ -3,6 +3,7 @@ import os
 import textwrap
 
 from helpers.runs import REPO, run_cli
+
 from restorevar_plugin.cli import load_plugins
 
 

@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restorevar_plugin.archs.refiner_arch import OFFICIAL_INIT_STD, LatentRefinerTransformer
+from restorevar_plugin.archs.refiner_arch import (
+    OFFICIAL_INIT_STD,
+    LatentRefinerTransformer,
+)
 
 TINY = dict(seq_len=16, seq_len_cond=30, in_dim=8, in_dim_cond=64, out_dim=8, dim=32, depth=2, heads=2, mlp_dim=64)
 

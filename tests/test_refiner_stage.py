@@ -2,7 +2,6 @@
 import pytest
 import torch
 from basicsr.models import build_model
-
 from helpers.restorevar import fixed_batch, tiny_options
 
 

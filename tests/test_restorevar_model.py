@@ -6,10 +6,10 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
-
 from helpers.references import fake_base_var_state
 from helpers.restorevar import DEMO, SIZE, fixed_batch, synthetic, tiny_options
 from helpers.runs import run_cli, run_torchrun
+
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 

@@ -6,16 +6,24 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers.dataset_trees import build_meta_tree
 from skimage.metrics import peak_signal_noise_ratio
 
-from helpers.dataset_trees import build_meta_tree
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.cli import main
 from restorevar_plugin.data.meta import load_dataset_meta
-from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
+from restorevar_plugin.data.synthetic_degradation_dataset import (
+    SyntheticDegradationDataset,
+)
 from restorevar_plugin.data.transforms import lanczos_resize
-from restorevar_plugin.scale_analysis import (PSNR_COLUMNS, VARIANTS, check_coarse_scales, default_coarse_scales,
-                                              mean_rows, scale_swap_analysis)
+from restorevar_plugin.scale_analysis import (
+    PSNR_COLUMNS,
+    VARIANTS,
+    check_coarse_scales,
+    default_coarse_scales,
+    mean_rows,
+    scale_swap_analysis,
+)
 
 TINY_VQVAE = dict(vocab_size=64, z_channels=8, ch=32, ch_mult=[1, 1, 2], num_res_blocks=1, patch_nums=[1, 2, 4, 8])
 SIZE = 32  # patch_nums[-1] * downsample factor 4

@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 from basicsr.models import build_model
-
 from helpers.runs import tiny_restoration_options
-from restorevar_plugin.models.lr_schedulers import ConstantLinearDecayLR, LinearWarmupCosineLR
+
+from restorevar_plugin.models.lr_schedulers import (
+    ConstantLinearDecayLR,
+)
 from restorevar_plugin.models.plugin_base_model import param_groups
 
 

@@ -37,7 +37,11 @@ from pathlib import Path
 
 import yaml
 
-from restorevar_plugin.harness import OptionError, check_registry_names, resolve_option_paths
+from restorevar_plugin.harness import (
+    OptionError,
+    check_registry_names,
+    resolve_option_paths,
+)
 from restorevar_plugin.metrics.protocols import METRICS, PROTOCOLS
 
 TOP_LEVEL_KEYS = ('name', 'device', 'protocol', 'methods', 'datasets', 'grids', 'report', 'cost')

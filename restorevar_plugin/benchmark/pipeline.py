@@ -10,7 +10,11 @@ import torch
 
 from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
-from restorevar_plugin.benchmark.options import DEGRADED_INPUT, load_benchmark_options, metric_info
+from restorevar_plugin.benchmark.options import (
+    DEGRADED_INPUT,
+    load_benchmark_options,
+    metric_info,
+)
 from restorevar_plugin.benchmark.provenance import collect_provenance
 from restorevar_plugin.benchmark.report import (
     bullet_list,

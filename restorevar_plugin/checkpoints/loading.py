@@ -21,6 +21,7 @@ at construction time, are found by :func:`resolve_pretrained_file`: an explicit 
 own cache location under ``torch.hub.get_dir()`` (``$TORCH_HOME/hub``), computed at call time so that
 changing ``TORCH_HOME`` takes effect immediately. Nothing is ever downloaded.
 """
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -30,6 +31,21 @@ from basicsr.utils import get_root_logger
 from restorevar_plugin.checkpoints.facts import CHECKPOINTS, checkpoint_for_filename
 
 TORCHSCRIPT_EXTRA_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or training state cannot be used: corrupt, not a checkpoint, or made for another network."""
+
+
+def describe_load_error(error):
+    """Why :func:`torch.load` (``weights_only=True``) failed, in a few words and without torch's advice to retry
+    with unsafe unpickling."""
+    if isinstance(error, pickle.UnpicklingError) and 'Unsupported global' in str(error):
+        return ('it holds pickled Python objects besides tensors and plain containers, which are never '
+                'unpickled here because that can run arbitrary code; re-save its state dict with torch.save')
+    if isinstance(error, (zipfile.BadZipFile, EOFError)) or 'zip archive' in str(error):
+        return 'empty, truncated or damaged file'
+    return 'not a PyTorch checkpoint file'
 
 
 def resolve_checkpoint(path, root=None):
@@ -122,7 +138,7 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
 
     Raises:
         FileNotFoundError: See :func:`resolve_checkpoint`.
-        ValueError: The file is not a readable torch checkpoint, or its layout is unknown.
+        CheckpointError: The file is corrupt, not a torch checkpoint, or of an unknown layout.
     """
     path = resolve_checkpoint(path, root)
     if path.suffix == '.safetensors':
@@ -135,8 +151,12 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle of arbitrary objects, truncated file, not a torch file
-        raise ValueError(f'Cannot read checkpoint {path}: {error}') from error
-    layout = detect_layout(obj)
+        raise CheckpointError(f'checkpoint {path} is corrupt or not a checkpoint ({describe_load_error(error)})') \
+            from None
+    try:
+        layout = detect_layout(obj)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'checkpoint {path} is not a checkpoint this package reads: {error}') from None
     if layout == 'basicsr':
         key = param_key if param_key in obj else ('params' if 'params' in obj else 'params_ema')
         state_dict = obj[key]
@@ -149,24 +169,40 @@ def load_state_dict(path, param_key='params', map_location='cpu', root=None):
     return _strip_prefix(dict(state_dict), 'module.'), layout
 
 
-def strict_load(module, state, path, what):
-    """``module.load_state_dict(state, strict=True)`` with a ``ValueError`` naming the file and the keys.
+def strict_load(module, state, path, what=None):
+    """``module.load_state_dict(state, strict=True)`` with an error naming the file and the first mismatching keys.
 
     Args:
-        module (nn.Module): The network to fill.
-        state (dict[str, Tensor]): Its full state dict.
+        module (nn.Module): The network to fill (bare, not DDP-wrapped).
+        state (dict[str, Tensor]): Its full state dict, read from ``path``.
         path (str | Path): The file ``state`` came from (for messages).
-        what (str): What the network is (for messages), e.g. ``'VQVAE'``.
+        what (str | None): How to name the network in messages (default: its class name).
+
+    Raises:
+        CheckpointError: e.g. ``checkpoint X does not fit MultiScaleVQVAE: 3 keys missing from the file (first:
+            ...)`` or ``... 1 of another shape (first: a.weight (8, 3) in the file, (16, 3) in the model)``; shapes
+            the module's own loading accepts (e.g. a resized buffer it keeps) are not errors.
     """
-    own = set(module.state_dict())
-    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
-    if missing or unexpected:
-        raise ValueError(f'{path}: the {what} keys do not match this model: {len(missing)} missing {missing[:6]}, '
-                         f'{len(unexpected)} unexpected {unexpected[:6]}')
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f'{path}: cannot load the {what} weights: {error}') from error
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} keys missing from the file (first: {", ".join(missing[:5])})')
+    if unexpected:
+        problems.append(f'{len(unexpected)} keys the model does not have (first: {", ".join(unexpected[:5])})')
+    if not problems:
+        try:
+            module.load_state_dict(state, strict=True)
+            return
+        except RuntimeError as error:  # shapes differ (a module may accept some differences itself)
+            reshaped = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state.items()
+                        if tuple(value.shape) != tuple(own[key].shape)]
+            listed = ', '.join(f'{key} {stored} in the file, {expected} in the model'
+                               for key, stored, expected in reshaped[:3])
+            problems.append(f'{len(reshaped)} of another shape (first: {listed})' if reshaped
+                            else str(error).strip().splitlines()[-1].strip())
+    raise CheckpointError(f'checkpoint {path} does not fit {what or type(module).__name__}: ' + '; '.join(problems)
+                          + ' (a checkpoint of another architecture or configuration?)')
 
 
 def load_network(net, path, strict=True, param_key='params', root=None):

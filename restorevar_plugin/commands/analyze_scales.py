@@ -44,9 +44,17 @@ from basicsr.utils import imwrite, tensor2img
 
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.checkpoints import load_network
-from restorevar_plugin.harness import check_registry_names, resolve_option_paths
-from restorevar_plugin.scale_analysis import (PANEL_TITLES, PSNR_COLUMNS, VARIANTS, check_coarse_scales, mean_rows,
-                                              resize_to_resolution, scale_swap_analysis, summary_markdown)
+from restorevar_plugin.harness import check_option_schema, resolve_option_paths
+from restorevar_plugin.scale_analysis import (
+    PANEL_TITLES,
+    PSNR_COLUMNS,
+    VARIANTS,
+    check_coarse_scales,
+    mean_rows,
+    resize_to_resolution,
+    scale_swap_analysis,
+    summary_markdown,
+)
 
 NAME = 'analyze-scales'
 HELP = 'scale-space analysis (paper Fig. 2): swap coarse/fine token scales between degraded and GT images'
@@ -97,7 +105,7 @@ def load_options(option_file, root):
     if len(set(names)) != len(names):
         raise ValueError(f'{option_file}: dataset names must differ (each names an output folder); got {names}')
     resolve_option_paths(opt, root)
-    check_registry_names(opt)
+    check_option_schema(opt)
     return opt
 
 

@@ -27,13 +27,25 @@ import yaml
 
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
 from restorevar_plugin.data.image_io import ImageReader, ImageReadError
-from restorevar_plugin.data.meta import (DatasetLayoutError, MetaSchemaError, available_metas, load_dataset_meta,
-                                         scan_pairs)
-from restorevar_plugin.data.multi_degradation_paired_dataset import paired_dataset_settings
-from restorevar_plugin.data.synthetic_degradation_dataset import SyntheticDegradationDataset
+from restorevar_plugin.data.meta import (
+    DatasetLayoutError,
+    MetaSchemaError,
+    available_metas,
+    load_dataset_meta,
+    scan_pairs,
+)
+from restorevar_plugin.data.multi_degradation_paired_dataset import (
+    paired_dataset_settings,
+)
+from restorevar_plugin.data.synthetic_degradation_dataset import (
+    SyntheticDegradationDataset,
+)
 from restorevar_plugin.evaluation import configured_metrics
 from restorevar_plugin.harness import resolve_option_paths
-from restorevar_plugin.metrics.minimum_sizes import metric_requirement, strictest_requirement
+from restorevar_plugin.metrics.minimum_sizes import (
+    metric_requirement,
+    strictest_requirement,
+)
 
 NAME = 'check-data'
 HELP = 'check dataset folders and pairing rules: pairs found, orphans, unreadable files, size mismatches'

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from restorevar_plugin.demo.recipe import BUDGETS, MANIFEST_FILE, shipped_weights, trained_weights
+from restorevar_plugin.demo.recipe import (
+    BUDGETS,
+    MANIFEST_FILE,
+    shipped_weights,
+    trained_weights,
+)
 from restorevar_plugin.demo.shipping import ship_checkpoints, verify_checkpoints
 from restorevar_plugin.demo.training import StageFailed, train_budget
 
@@ -58,7 +63,11 @@ def run(args):
         return 2
     # Imported here so that the other subcommands never depend on the benchmark package.
     from restorevar_plugin.benchmark.pipeline import run_benchmark
-    from restorevar_plugin.demo.summary import benchmark_options, summarize, write_summary
+    from restorevar_plugin.demo.summary import (
+        benchmark_options,
+        summarize,
+        write_summary,
+    )
 
     root = Path(args.root or os.getcwd()).resolve()
     if args.train:

@@ -44,7 +44,12 @@ from basicsr.models import build_model
 from PIL import Image
 from tqdm import tqdm
 
-from restorevar_plugin.data.image_io import ImageReader, ImageReadError, encode_image_like, write_file_atomic
+from restorevar_plugin.data.image_io import (
+    ImageReader,
+    ImageReadError,
+    encode_image_like,
+    write_file_atomic,
+)
 from restorevar_plugin.harness import OptionError, finalize_options
 from restorevar_plugin.tiling import tiled_apply
 

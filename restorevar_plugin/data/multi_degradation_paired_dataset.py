@@ -135,6 +135,8 @@ class MultiDegradationPairedDataset(data.Dataset):
         opt (dict): Dataset options (module docstring).
     """
 
+    option_keys = OPTION_KEYS  # for restorevar_plugin.option_schema
+
     def __init__(self, opt):
         super().__init__()
         self.opt = opt

@@ -41,7 +41,11 @@ from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.item_randomness import item_rng
 from restorevar_plugin.data.meta import IMAGE_EXTENSIONS
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
-from restorevar_plugin.data.transforms import center_crop, random_crop, resize_shorter_side
+from restorevar_plugin.data.transforms import (
+    center_crop,
+    random_crop,
+    resize_shorter_side,
+)
 
 BUNDLED_SPLITS = {split: tuple(photo.name for photo in DEMO_PHOTOGRAPHS
                                 if photo.package == 'skimage' and photo.split == photo_split)
@@ -58,6 +62,8 @@ class SyntheticDegradationDataset(data.Dataset):
     Args:
         opt (dict): Dataset options.
     """
+
+    option_keys = OPTION_KEYS  # for restorevar_plugin.option_schema
 
     def __init__(self, opt):
         super().__init__()

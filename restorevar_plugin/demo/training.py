@@ -17,7 +17,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from restorevar_plugin.demo.recipe import STAGES, experiment_name, option_file, stage_checkpoint, total_iterations
+from restorevar_plugin.demo.recipe import (
+    STAGES,
+    experiment_name,
+    option_file,
+    stage_checkpoint,
+    total_iterations,
+)
 
 ITER_PATTERN = re.compile(r'iter:\s*([\d,]+)')
 LOG_TAIL = 30

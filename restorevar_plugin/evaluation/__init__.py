@@ -9,9 +9,22 @@
 * :func:`validate`: what the models' ``nondist_validation`` / ``dist_validation`` run
   (:mod:`~restorevar_plugin.evaluation.validation`).
 """
-from restorevar_plugin.evaluation.loop import DatasetEvaluation, StepTimer, evaluate_dataset, unique_image_name
-from restorevar_plugin.evaluation.scoring import configured_metrics, resolve_metrics, score_image
-from restorevar_plugin.evaluation.tables import read_metrics_csv, write_metrics_csv, write_metrics_markdown
+from restorevar_plugin.evaluation.loop import (
+           DatasetEvaluation,
+           StepTimer,
+           evaluate_dataset,
+           unique_image_name,
+)
+from restorevar_plugin.evaluation.scoring import (
+           configured_metrics,
+           resolve_metrics,
+           score_image,
+)
+from restorevar_plugin.evaluation.tables import (
+           read_metrics_csv,
+           write_metrics_csv,
+           write_metrics_markdown,
+)
 from restorevar_plugin.evaluation.validation import validate
 
 __all__ = ['DatasetEvaluation', 'StepTimer', 'evaluate_dataset', 'unique_image_name', 'resolve_metrics',

@@ -32,7 +32,12 @@ from basicsr.utils.dist_util import get_dist_info
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from restorevar_plugin.evaluation.scoring import all_metric_labels, applicable_metrics, describe_error, score_image
+from restorevar_plugin.evaluation.scoring import (
+    all_metric_labels,
+    applicable_metrics,
+    describe_error,
+    score_image,
+)
 from restorevar_plugin.metrics.protocols import EvaluationProtocol
 
 

@@ -30,8 +30,17 @@ from basicsr.utils import get_root_logger, tensor2img
 
 from restorevar_plugin.metrics.lpips_metric import lpips_tensor
 from restorevar_plugin.metrics.metric_utils import check_metric_options
-from restorevar_plugin.metrics.protocols import METRICS, EvaluationProtocol, get_protocol, needs_reference
-from restorevar_plugin.metrics.skimage_metric import NEUTRAL_OPTIONS, psnr_skimage_tensor, ssim_skimage_tensor
+from restorevar_plugin.metrics.protocols import (
+    METRICS,
+    EvaluationProtocol,
+    get_protocol,
+    needs_reference,
+)
+from restorevar_plugin.metrics.skimage_metric import (
+    NEUTRAL_OPTIONS,
+    psnr_skimage_tensor,
+    ssim_skimage_tensor,
+)
 
 SETUP_ERRORS = (FileNotFoundError, ImportError)
 

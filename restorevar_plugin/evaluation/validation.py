@@ -21,7 +21,11 @@ from basicsr.utils.dist_util import get_dist_info
 
 from restorevar_plugin.evaluation.loop import evaluate_dataset
 from restorevar_plugin.evaluation.scoring import configured_metrics, resolve_metrics
-from restorevar_plugin.evaluation.tables import log_text, write_metrics_csv, write_metrics_markdown
+from restorevar_plugin.evaluation.tables import (
+    log_text,
+    write_metrics_csv,
+    write_metrics_markdown,
+)
 
 
 def _update_best(model, evaluation, metric_options, current_iter):

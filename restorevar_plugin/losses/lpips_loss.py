@@ -21,8 +21,17 @@ from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from restorevar_plugin.checkpoints import load_state_dict, resolve_checkpoint, resolve_pretrained_file
-from restorevar_plugin.losses.loss_utils import check_image_pair, check_reduction, parse_input_range, rescale
+from restorevar_plugin.checkpoints import (
+    load_state_dict,
+    resolve_checkpoint,
+    resolve_pretrained_file,
+)
+from restorevar_plugin.losses.loss_utils import (
+    check_image_pair,
+    check_reduction,
+    parse_input_range,
+    rescale,
+)
 
 LPIPS_RANGE = (-1.0, 1.0)
 # Smallest image side each backbone accepts: AlexNet's stride-4 conv and two 3x3/2 max-pools run before its

@@ -17,7 +17,12 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from restorevar_plugin.losses.loss_utils import check_image_pair, check_reduction, parse_input_range, rescale
+from restorevar_plugin.losses.loss_utils import (
+    check_image_pair,
+    check_reduction,
+    parse_input_range,
+    rescale,
+)
 
 UNIT_RANGE = (0.0, 1.0)
 

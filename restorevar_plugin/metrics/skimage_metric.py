@@ -19,7 +19,11 @@ Two entry points:
 from basicsr.utils.registry import METRIC_REGISTRY
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from restorevar_plugin.metrics.metric_utils import bgr_uint8_to_rgb, check_metric_options, rgb_image_batch
+from restorevar_plugin.metrics.metric_utils import (
+    bgr_uint8_to_rgb,
+    check_metric_options,
+    rgb_image_batch,
+)
 
 # BasicSR options this protocol accepts only at the value that means "as the protocol does anyway".
 NEUTRAL_OPTIONS = {'crop_border': 0, 'test_y_channel': False, 'input_order': 'HWC'}

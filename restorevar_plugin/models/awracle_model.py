@@ -36,6 +36,9 @@ class AWRaCLeModel(RestorationModel):
     """
 
     requires_context = True
+    # Option keys read here, for restorevar_plugin.option_schema.
+    option_schema = {'path': {'pretrain_network_clip': 'str'},
+                     'val': {'context': 'any', 'cache_context_features': 'bool'}}
 
     def __init__(self, opt):
         super().__init__(opt)

@@ -15,7 +15,11 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from restorevar_plugin.evaluation import validate
-from restorevar_plugin.models.inference_options import compile_requested, inference_autocast, inference_dtype
+from restorevar_plugin.models.inference_options import (
+    compile_requested,
+    inference_autocast,
+    inference_dtype,
+)
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 
 
@@ -24,6 +28,7 @@ class RestorationModel(PluginBaseModel, SRModel):
     """Supervised restoration model: ``net_g(lq) -> result``, images ``(B, 3, H, W)`` in [0, 1]."""
 
     supports_batched_validation = True
+    option_schema = {'val': {'size_multiple': 'int'}}
 
     def setup_optimizers(self):
         """``train.optim_g`` over the trainable parameters of ``net_g``."""

@@ -33,8 +33,13 @@ from einops import rearrange
 
 from restorevar_plugin.checkpoints import load_official_restorevar, load_var_pretrained
 from restorevar_plugin.evaluation import validate
-from restorevar_plugin.models.inference_options import (channels_last_requested, compile_requested, inference_autocast,
-                                                        inference_dtype, linear_weights_in)
+from restorevar_plugin.models.inference_options import (
+    channels_last_requested,
+    compile_requested,
+    inference_autocast,
+    inference_dtype,
+    linear_weights_in,
+)
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
 
@@ -56,6 +61,13 @@ class RestoreVARModel(PluginBaseModel):
     """
 
     supports_batched_validation = True
+    # Option keys read by the model and its stages, for restorevar_plugin.option_schema.
+    option_schema = {
+        'train': {'stage': 'str', 'vq_weight': 'number', 'dead_code_restart': 'dict', 'init_codebook_from_data': 'bool',
+                  'label_smoothing': 'number', 'generate_in_train_mode': 'bool'},
+        'val': {'save_grid': 'bool', 'use_refiner': 'bool', 'reconstruction': 'str'},
+        'path': {'pretrain_var': 'str', 'pretrain_restorevar': 'str', 'pretrain_decoder': 'str'},
+    }
 
     def __init__(self, opt):
         super().__init__(opt)
@@ -137,6 +149,7 @@ class RestoreVARModel(PluginBaseModel):
 
     def feed_data(self, data):
         """``data['lq']`` / ``data['gt']`` ``(B, 3, H, W)`` in [0, 1] -> ``self.lq`` / ``self.gt`` in [-1, 1]."""
+        super().feed_data(data)
         self.lq = data['lq'].to(self.device) * 2 - 1
         self.gt = data['gt'].to(self.device) * 2 - 1 if 'gt' in data else None
 
@@ -159,6 +172,14 @@ class RestoreVARModel(PluginBaseModel):
                 self.save_network(network, attr, label_suffix or current_iter)
         if label_suffix is None:
             self.save_training_state(epoch, current_iter)
+
+    def extra_training_state(self):
+        """The stage's own state (e.g. the tokenizer's code-usage update count)."""
+        return {'stage': self.stage.state_dict()}
+
+    def load_extra_training_state(self, state):
+        """Restore the stage's own state saved by :meth:`extra_training_state`."""
+        self.stage.load_state_dict(state.get('stage') or {})
 
     # ---------------------------------------------------------------------------------------- inference
     def _inference_network(self, attr):

@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .restormer_blocks import Downsample, OverlapPatchEmbed, TransformerBlock, Upsample, transformer_stage
+from .restormer_blocks import (
+    Downsample,
+    OverlapPatchEmbed,
+    TransformerBlock,
+    Upsample,
+    transformer_stage,
+)
 
 SIZE_MULTIPLE = 8
 

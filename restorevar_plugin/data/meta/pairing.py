@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from restorevar_plugin.data.meta.schema import (FROM_LIST, IMAGE_EXTENSIONS, DatasetMeta, MetaSchemaError,
-                                                canonical_degradation)
+from restorevar_plugin.data.meta.schema import (
+    FROM_LIST,
+    IMAGE_EXTENSIONS,
+    DatasetMeta,
+    MetaSchemaError,
+    canonical_degradation,
+)
 
 LIST_LQ_KEYS = ('image_path', 'lq_path', 'lq')
 LIST_GT_KEYS = ('target_path', 'gt_path', 'gt')

@@ -60,6 +60,13 @@ class TrainingStage(ABC):
         model.optimizer_g = model.build_optimizer(self.trainable_parameters(), self.train_opt['optim_g'])
         return [model.optimizer_g]
 
+    def state_dict(self):
+        """State of the stage that lives outside networks and optimizers, for the training state (default none)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict` on resume."""
+
     @abstractmethod
     def optimize(self, current_iter):
         """One training step on ``model.lq`` / ``model.gt`` (``(B, 3, H, W)`` in [-1, 1]); returns a dict of tensors."""

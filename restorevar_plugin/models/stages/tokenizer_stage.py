@@ -48,6 +48,15 @@ class TokenizerStage(TrainingStage):
         quantizer = self.model.get_bare_model(self.model.net_vqvae).quantize
         return attr == 'net_vqvae' and len(set(quantizer.phi_indices)) < len(quantizer.quant_resi.qresi_ls)
 
+    def state_dict(self):
+        """The quantizer's count of code-usage updates (a plain attribute, so not in the network file)."""
+        return {'code_usage_updates': self.model.get_bare_model(self.model.net_vqvae).quantize.ema_updates}
+
+    def load_state_dict(self, state):
+        """Restore the quantizer's code-usage update count (its EMA decay depends on it)."""
+        if 'code_usage_updates' in state:
+            self.model.get_bare_model(self.model.net_vqvae).quantize.ema_updates = int(state['code_usage_updates'])
+
     def setup_optimizers(self):
         """``optim_g`` over the whole VQVAE, then ``optim_d`` when the GAN term is on."""
         return super().setup_optimizers() + self.objective.discriminator_optimizers()
