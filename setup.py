@@ -55,7 +55,7 @@ setup(
         # `basicsr benchmark`'s latent-diffusion cost reference builds the SD-1.5 UNet (no weights) with diffusers.
         'benchmark': ['diffusers>=0.27', 'pillow>=9.2'],
         # The report test drives the system Chromium (Debian chromium + chromium-driver) through selenium.
-        'test': ['pytest>=7.4', 'pytest-timeout>=2.2', 'diffusers>=0.27', 'pillow>=9.2', 'selenium>=4.10'],
+        'test': ['pytest>=7.4', 'pytest-timeout>=2.2', 'diffusers>=0.27', 'pillow>=9.2', 'selenium>=4.10', 'ruff>=0.5'],
     },
     entry_points={
         'console_scripts': ['basicsr = restorevar_plugin.cli:main'],

@@ -2,9 +2,9 @@
 import logging
 
 import pytest
-from helpers.runs import write_paired_folders
 
 import restorevar_plugin  # noqa: F401  (shims before basicsr, registrations)
+from helpers.runs import write_paired_folders
 
 
 @pytest.fixture

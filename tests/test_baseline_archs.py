@@ -4,12 +4,12 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from clip.model import CLIP
+
 from helpers.official_baselines import (
     awracle_reference,
     clip_reference_tokens,
     promptir_reference,
 )
-
 from restorevar_plugin.archs.awracle_arch import CLIP_VIT_B32, AWRaCLe, clip_preprocess
 from restorevar_plugin.archs.awracle_arch import TINY_CONFIG as AWRACLE_TINY
 from restorevar_plugin.archs.layers.prompted_restormer import pad_to_multiple

@@ -9,6 +9,9 @@ import torchvision.transforms as T
 import yaml
 from basicsr.archs import build_network
 from basicsr.models import build_model
+from PIL import Image
+from torch.utils.data import default_collate
+
 from helpers.dataset_trees import build_meta_tree
 from helpers.runs import (
     REPO,
@@ -17,9 +20,6 @@ from helpers.runs import (
     write_options,
     write_paired_folders,
 )
-from PIL import Image
-from torch.utils.data import default_collate
-
 from restorevar_plugin.commands import check_data
 from restorevar_plugin.data.in_context_dataset import InContextPairedDataset
 from restorevar_plugin.data.meta import load_dataset_meta

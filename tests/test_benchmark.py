@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 from basicsr.archs import build_network
-from helpers.runs import REPO
 
+from helpers.runs import REPO
 from restorevar_plugin.benchmark.cost import (
     ParameterUse,
     count_flops,

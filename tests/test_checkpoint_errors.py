@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 import torch
-from helpers.runs import run_cli, tiny_restoration_options, write_options
 
+from helpers.runs import run_cli, tiny_restoration_options, write_options
 from restorevar_plugin.checkpoints import CheckpointError, load_state_dict, strict_load
 
 

@@ -1,5 +1,6 @@
 """The ``basicsr`` command end to end on CPU: list, name hints, train, auto-resume, roots, torchrun."""
 import torch
+
 from helpers.runs import (
     REPO,
     run_cli,

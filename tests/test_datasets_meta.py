@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-from helpers.dataset_trees import EXAMPLES, build_meta_tree, write_image
 
+from helpers.dataset_trees import EXAMPLES, build_meta_tree, write_image
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.data.meta import (
     META_PATH_ENV,

@@ -10,12 +10,12 @@ import torch
 from basicsr.data import build_dataloader
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils.registry import DATASET_REGISTRY
-from helpers.dataset_trees import write_image
 from PIL import Image
 from skimage import data as skimage_data
 from torchvision import transforms as torchvision_transforms
 from torchvision.transforms import InterpolationMode
 
+from helpers.dataset_trees import write_image
 from restorevar_plugin.commands.check_data import item_shares
 from restorevar_plugin.data.balanced_sampling import BalancedDraw
 from restorevar_plugin.data.image_io import ImageReader, ImageReadError, decode_image

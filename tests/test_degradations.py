@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
-from helpers.dataset_trees import write_image
 from skimage import data as skimage_data
 from skimage.metrics import peak_signal_noise_ratio
 
+from helpers.dataset_trees import write_image
 from restorevar_plugin.data.degradations import (
     DEGRADATIONS,
     degrade,

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from helpers.restorevar import tiny_options
 from helpers.runs import tiny_restoration_options
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from basicsr.data import build_dataset
+
 from helpers.dataset_trees import build_meta_tree
 from helpers.runs import (
     REPO,
@@ -12,7 +13,6 @@ from helpers.runs import (
     tiny_restoration_options,
     write_options,
 )
-
 from restorevar_plugin.data.meta import DatasetLayoutError, load_dataset_meta
 from restorevar_plugin.epoch_schedule import (
     EpochOptionError,

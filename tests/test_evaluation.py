@@ -9,6 +9,10 @@ import yaml
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from spawned_ranks import run_on_ranks
+from torch.utils.data import DataLoader, Dataset
+
 from helpers.runs import (
     REPO,
     run_cli,
@@ -16,10 +20,6 @@ from helpers.runs import (
     write_options,
     write_paired_folders,
 )
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from spawned_ranks import run_on_ranks
-from torch.utils.data import DataLoader, Dataset
-
 from restorevar_plugin.data.image_io import ImageReader
 from restorevar_plugin.evaluation import (
     configured_metrics,

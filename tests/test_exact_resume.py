@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers.runs import (
     REPO,
     tiny_restoration_options,

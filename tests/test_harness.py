@@ -30,7 +30,7 @@ def replaced_since(before):
 @pytest.mark.parametrize('fails', [False, True])
 def test_every_patched_name_is_basicsr_original_after_the_pipeline(tmp_path, monkeypatch, kind, fails):
     option_file = tmp_path / 'options.yml'
-    option_file.write_text('name: harness_probe\ndist_params: {backend: gloo, port: 29511}\n')
+    option_file.write_text('name: harness_probe\ndatasets: {}\npath: {}\ndist_params: {backend: gloo, port: 29511}\n')
     seen = {}
 
     def pipeline(root_path):

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 from basicsr.models import build_model
+
 from helpers.restorevar import tiny_options
 from helpers.runs import REPO, tiny_restoration_options
 from helpers.tiny_restorevar import (
@@ -15,7 +16,6 @@ from helpers.tiny_restorevar import (
     teacher_input_for,
     tiny_transformer,
 )
-
 from restorevar_plugin.archs.layers.kv_cache import KVCache
 from restorevar_plugin.archs.refiner_arch import LatentRefinerTransformer
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE

@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 from basicsr.models import build_model
-from helpers.runs import tiny_restoration_options
 
+from helpers.runs import tiny_restoration_options
 from restorevar_plugin.models.matmul_precision import (
     set_tf32_flags,
     tf32_flags,

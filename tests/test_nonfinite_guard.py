@@ -3,8 +3,8 @@ non-finite weights are never saved."""
 import pytest
 import torch
 from basicsr.models import build_model
-from helpers.runs import run_cli, tiny_restoration_options, write_options
 
+from helpers.runs import run_cli, tiny_restoration_options, write_options
 from restorevar_plugin.models.plugin_base_model import NonFiniteTrainingError
 
 

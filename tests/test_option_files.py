@@ -6,8 +6,8 @@ import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
-from helpers.runs import REPO, load_option_file
 
+from helpers.runs import REPO, load_option_file
 from restorevar_plugin.benchmark.options import load_benchmark_options
 from restorevar_plugin.data.multi_degradation_paired_dataset import (
     paired_dataset_settings,

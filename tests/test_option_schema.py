@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import yaml
-from helpers.runs import REPO, run_cli, tiny_restoration_options, write_options
 
+from helpers.runs import REPO, run_cli, tiny_restoration_options, write_options
 from restorevar_plugin.harness import OptionError, read_option_file
 from restorevar_plugin.option_schema import check_options
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 from basicsr.archs import build_network
+
 from helpers.runs import REPO, run_cli, write_options
 
 TINY_NETWORKS = {

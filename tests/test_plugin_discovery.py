@@ -3,7 +3,6 @@ import os
 import textwrap
 
 from helpers.runs import REPO, run_cli
-
 from restorevar_plugin.cli import load_plugins
 
 

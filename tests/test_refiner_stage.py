@@ -2,6 +2,7 @@
 import pytest
 import torch
 from basicsr.models import build_model
+
 from helpers.restorevar import fixed_batch, tiny_options
 
 

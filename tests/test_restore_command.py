@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
-from helpers.dataset_trees import write_image
-from helpers.runs import write_options
 from torch import nn
 
+from helpers.dataset_trees import write_image
+from helpers.runs import write_options
 from restorevar_plugin.cli import main
 from restorevar_plugin.models.restoration_model import RestorationModel
 

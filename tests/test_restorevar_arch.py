@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from helpers.references import (
     fake_base_var_state,
     reference_additive_mask,
@@ -19,7 +20,6 @@ from helpers.tiny_restorevar import (
     tiny_transformer,
     tiny_vqvae,
 )
-
 from restorevar_plugin.archs.layers.rope2d import (
     apply_rope,
     grid_rope_table,
@@ -205,7 +205,7 @@ def test_zero_gates_make_outputs_independent_of_the_condition():
 
 
 def reference_logits(net, cond, teacher_input):
-    """Teacher-forced logits of the official ``VAR.forward`` (``models/var.py``), written with explicit tensor algebra."""
+    """Teacher-forced logits of the official ``VAR.forward`` (``models/var.py``), in explicit tensor algebra."""
     p = dict(net.named_parameters())
     batch, width, heads = cond.shape[0], net.embed_dim, net.num_heads
     head_dim = width // heads

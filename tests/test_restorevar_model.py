@@ -6,10 +6,10 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
 from basicsr.utils import tensor2img
+
 from helpers.references import fake_base_var_state
 from helpers.restorevar import DEMO, SIZE, fixed_batch, synthetic, tiny_options
 from helpers.runs import run_cli, run_torchrun
-
 from restorevar_plugin.evaluation import read_metrics_csv
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 
@@ -250,7 +250,8 @@ def test_restore_any_size_returns_the_input_size(tmp_path):
 
 
 def run_stage(stage_file, root, *overrides):
-    args = ['train', '-opt', str(DEMO / stage_file), '--force_yml', 'train:total_iter=4', 'logger:save_checkpoint_freq=2',
+    args = ['train', '-opt', str(DEMO / stage_file), '--force_yml', 'train:total_iter=4',
+            'logger:save_checkpoint_freq=2',
             'val:val_freq=4', 'logger:print_freq=1', 'datasets:train:dataset_enlarge_ratio=1', *overrides]
     result = run_cli(args, cwd=root)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers.dataset_trees import build_meta_tree
 from skimage.metrics import peak_signal_noise_ratio
 
+from helpers.dataset_trees import build_meta_tree
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.cli import main
 from restorevar_plugin.data.meta import load_dataset_meta

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 from basicsr.models import build_model
-from helpers.runs import tiny_restoration_options
 
+from helpers.runs import tiny_restoration_options
 from restorevar_plugin.models.lr_schedulers import (
     ConstantLinearDecayLR,
 )

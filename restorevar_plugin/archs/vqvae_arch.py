@@ -76,7 +76,10 @@ class MultiScaleVQVAE(nn.Module):
 
     @property
     def image_size(self):
-        """int: Side in pixels of the images whose latent is the last scale's grid, ``patch_nums[-1] * downsample_factor``."""
+        """int: Side in pixels of the images whose latent is the last scale's grid.
+
+        ``patch_nums[-1] * downsample_factor``.
+        """
         return self.patch_nums[-1] * self.downsample_factor
 
     def example_inputs(self, batch_size=2, generator=None):

@@ -1,4 +1,5 @@
-"""What every RestoreVAR training stage provides to :class:`~restorevar_plugin.models.restorevar_model.RestoreVARModel`."""
+"""What every RestoreVAR training stage provides to
+:class:`~restorevar_plugin.models.restorevar_model.RestoreVARModel`."""
 from abc import ABC, abstractmethod
 
 from basicsr.losses import build_loss

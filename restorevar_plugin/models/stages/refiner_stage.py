@@ -29,7 +29,8 @@ class RefinerStage(TrainingStage):
         super().__init__(model)
         self.cri_pix = self.build_weighted_loss('pixel_opt')
         if self.cri_pix is None:
-            raise ValueError('train.pixel_opt (e.g. {type: L1Loss, loss_weight: 1.0}) is required for the refiner stage')
+            raise ValueError('train.pixel_opt (e.g. {type: L1Loss, loss_weight: 1.0}) is required for the refiner '
+                             'stage')
         if getattr(model, 'net_refiner', None) is None:
             raise ValueError('the refiner stage needs a network_refiner block (LatentRefinerTransformer)')
         self.generate_in_train_mode = self.train_opt.get('generate_in_train_mode', False)
