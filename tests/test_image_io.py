@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
+from restorevar_plugin.atomic_files import write_bytes_whole
 from restorevar_plugin.data.image_io import (
     ImageInfo,
     decode_image_layers,
     encode_image_like,
-    write_file_atomic,
 )
 
 
@@ -51,6 +51,6 @@ def test_bad_alpha_and_atomic_write(tmp_path):
     with pytest.raises(ValueError, match='alpha of shape'):
         encode_image_like(np.zeros((4, 4, 3)), ImageInfo(4, 4, 4, 8), np.zeros((3, 4), np.uint8), '.png')
     target = tmp_path / 'deep' / 'out.png'
-    write_file_atomic(target, b'abc')
-    write_file_atomic(target, b'defg')
+    write_bytes_whole(target, b'abc')
+    write_bytes_whole(target, b'defg')
     assert target.read_bytes() == b'defg' and os.listdir(target.parent) == ['out.png']

@@ -4,11 +4,11 @@ Every panel is shown at the size of the input (outputs of another size are resiz
 sits above each panel. Each crop ``{x, y, size}`` (fractions of the image side) is outlined in every panel and
 adds one row below with that region enlarged to the panel width (nearest neighbour, so pixels stay visible).
 """
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from restorevar_plugin.atomic_files import atomic_output
 
 LABEL_HEIGHT = 22
 GAP = 4
@@ -65,14 +65,6 @@ def comparison_grid(panels, crops=()):
 
 
 def save_image_whole(image, path):
-    """Save a PIL image to ``path`` through a temporary file and a rename (the file is whole or absent)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=path.suffix)
-    os.close(handle)
-    try:
+    """Save a PIL image to ``path`` whole or not at all (the format follows ``path``'s extension)."""
+    with atomic_output(path, suffix=Path(path).suffix) as tmp_name:
         image.save(tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)

@@ -2,12 +2,11 @@
 
 Every output file is written whole (temporary file, then rename) under ``<root>/results/<name>/``.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from restorevar_plugin.atomic_files import write_text_whole
 from restorevar_plugin.benchmark.cost import latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
 from restorevar_plugin.benchmark.options import (
@@ -46,20 +45,6 @@ FLOP_CONVENTION = ('FLOPs = 2 x multiply-adds, counted with torch.utils.flop_cou
                    '(also the CPU attention kernel) are counted, element-wise operations and normalisation are not.')
 RANKING_NOTE = ('Best per column in bold, second underlined (on the printed values; ↑ higher is better, ↓ lower is '
                 'better); the degraded-input row is a reference and is not ranked.')
-
-
-def write_text_whole(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
-            stream.write(text)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 def protocol_record(spec):

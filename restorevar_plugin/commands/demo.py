@@ -13,11 +13,11 @@ and saved as ``summary.md`` / ``summary.csv``. ``--ship`` (with ``--train``) cop
 package as the new shipped checkpoints (fp16, with their manifest).
 """
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from restorevar_plugin.atomic_files import write_text_whole
 from restorevar_plugin.demo.recipe import (
     BUDGETS,
     MANIFEST_FILE,
@@ -45,11 +45,8 @@ def add_arguments(parser):
 
 
 def _write_options(options, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    with os.fdopen(handle, 'w', encoding='utf-8') as stream:
-        yaml.safe_dump(options, stream, sort_keys=False)
-    os.replace(tmp_name, path)
+    """Write an option dict as YAML, whole or not at all."""
+    write_text_whole(path, yaml.safe_dump(options, sort_keys=False))
 
 
 def run(args):

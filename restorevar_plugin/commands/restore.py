@@ -44,11 +44,11 @@ from basicsr.models import build_model
 from PIL import Image
 from tqdm import tqdm
 
+from restorevar_plugin.atomic_files import write_bytes_whole
 from restorevar_plugin.data.image_io import (
     ImageReader,
     ImageReadError,
     encode_image_like,
-    write_file_atomic,
 )
 from restorevar_plugin.harness import OptionError, finalize_options
 from restorevar_plugin.tiling import tiled_apply
@@ -301,7 +301,7 @@ def restore_group(restorer, reader, group, report_failure):
         for (source, target, layers), image in zip(members, restored):
             try:
                 data = encode_image_like(image.permute(1, 2, 0).numpy(), layers.info, layers.alpha, target.suffix)
-                write_file_atomic(target, data)
+                write_bytes_whole(target, data)
                 written += 1
             except (OSError, ValueError) as error:
                 report_failure(source, f'cannot write {target}: {error}')

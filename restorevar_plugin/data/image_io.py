@@ -17,12 +17,10 @@ backend, the layout written by ``basicsr.utils.lmdb_util``).
 For writing a restored image back in its file's own layout (``basicsr restore``), :func:`decode_image_layers`
 also returns the alpha channel as stored and :func:`encode_image_like` turns RGB float32 back into the
 source's bit depth (8, 16 or float) and channels (gray: ITU-R BT.601 luma; alpha appended unchanged);
-:func:`write_file_atomic` writes the bytes whole or not at all. OpenCV decodes gray+alpha PNGs as four
-channels, so those come back as RGBA files.
+:func:`~restorevar_plugin.atomic_files.write_bytes_whole` writes the bytes whole or not at all. OpenCV decodes
+gray+alpha PNGs as four channels, so those come back as RGBA files.
 """
-import os
-import tempfile
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import NamedTuple, Optional
 
 import cv2
@@ -174,20 +172,6 @@ def encode_image_like(rgb, info, alpha, suffix):
     if not ok:
         raise ValueError(f'cannot encode a {pixels.shape} {pixels.dtype} image as {suffix}')
     return encoded.tobytes()
-
-
-def write_file_atomic(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename: whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(data)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 class ImageReader:

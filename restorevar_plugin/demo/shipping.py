@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 import yaml
 
+from restorevar_plugin.atomic_files import atomic_output
 from restorevar_plugin.demo.recipe import (
     CHECKPOINT_DIR,
     MANIFEST_FILE,
@@ -39,20 +39,12 @@ def sha256_of(path):
 
 
 def _save_whole(obj, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(handle)
-    try:
+    """Save text or a torch object as package data (readable by everyone), whole or not at all."""
+    with atomic_output(path, mode=0o644) as tmp_name:
         if isinstance(obj, str):
             Path(tmp_name).write_text(obj, encoding='utf-8')
         else:
             torch.save(obj, tmp_name)
-        os.chmod(tmp_name, 0o644)  # package data: readable by everyone (mkstemp makes 0600)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 def half_params(checkpoint):

@@ -5,27 +5,11 @@ each metric could not score. Files are written whole or not at all (temporary fi
 """
 import csv
 import io
-import os
-import tempfile
-from pathlib import Path
 
+from restorevar_plugin.atomic_files import write_text_whole
 from restorevar_plugin.metrics.protocols import METRICS
 
 NOT_AVAILABLE = 'n/a'
-
-
-def write_text_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8', newline='') as stream:
-            stream.write(text)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 def notes(evaluation):
@@ -74,7 +58,7 @@ def read_metrics_csv(path):
 
 def write_metrics_csv(evaluation, path):
     """Write :func:`metrics_csv_text` to ``path`` whole."""
-    write_text_atomically(path, metrics_csv_text(evaluation))
+    write_text_whole(path, metrics_csv_text(evaluation))
 
 
 def _header(label):
@@ -100,7 +84,7 @@ def metrics_markdown_text(evaluation):
 
 def write_metrics_markdown(evaluation, path):
     """Write :func:`metrics_markdown_text` to ``path`` whole."""
-    write_text_atomically(path, metrics_markdown_text(evaluation))
+    write_text_whole(path, metrics_markdown_text(evaluation))
 
 
 def log_text(evaluation, best=None):

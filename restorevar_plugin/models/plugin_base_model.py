@@ -20,7 +20,6 @@ import contextlib
 import math
 import os
 import random
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from restorevar_plugin.atomic_files import atomic_output
 from restorevar_plugin.checkpoints import load_network
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
@@ -51,17 +51,9 @@ BASICSR_SCHEDULERS = {
 
 
 def atomic_torch_save(obj, path):
-    """``torch.save`` to a temporary file next to ``path``, then rename: the file is whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(handle)
-    try:
+    """``torch.save`` to ``path``, whole or not at all (:func:`~restorevar_plugin.atomic_files.atomic_output`)."""
+    with atomic_output(path) as tmp_name:
         torch.save(obj, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
 
 
 class CappedGradScaler(torch.amp.GradScaler):
