@@ -31,8 +31,8 @@ from basicsr.utils import get_root_logger, tensor2img
 from restorevar_plugin.metrics.lpips_metric import lpips_tensor
 from restorevar_plugin.metrics.metric_utils import check_metric_options
 from restorevar_plugin.metrics.protocols import (
+    CUSTOM,
     METRICS,
-    EvaluationProtocol,
     get_protocol,
     needs_reference,
 )
@@ -72,21 +72,6 @@ FLOAT_METRICS = {
     'calculate_ssim_skimage': _ssim_float,
     'calculate_lpips': _lpips_float,
 }
-
-CUSTOM = EvaluationProtocol(
-    name='custom',
-    source='no named protocol, val.metrics only',
-    resize='as the dataset does',
-    crop='per metric options',
-    colour_space='per metric options',
-    value_range='float in [0, 1] clipped for *_skimage and calculate_lpips, else uint8 from tensor2img (rounded)',
-    library='the metric functions of val.metrics',
-    ssim_window='per SSIM function',
-    lpips='per val.metrics',
-    image_format='PNG',
-    metrics={},
-)
-
 
 def _describe_options(options):
     details = ', '.join(f'{key}={value}' for key, value in options.items() if key not in ('type', 'better'))

@@ -151,6 +151,22 @@ BASICSR_Y = EvaluationProtocol(
     },
 )
 
+# What a val block without a named protocol measures (its val.metrics only); not selectable by name.
+CUSTOM = EvaluationProtocol(
+    name='custom',
+    source='no named protocol, val.metrics only',
+    resize='as the dataset does',
+    crop='per metric options',
+    colour_space='per metric options',
+    value_range='float in [0, 1] clipped for *_skimage and calculate_lpips, else uint8 from tensor2img (rounded)',
+    library='the metric functions of val.metrics',
+    ssim_window='per SSIM function',
+    lpips='per val.metrics',
+    image_format='PNG',
+    metrics={},
+)
+
+
 PROTOCOLS = {protocol.name: protocol for protocol in (RESTOREVAR_PAPER, PROMPTIR_NATIVE, BASICSR_Y)}
 
 NO_REFERENCE_METRIC_TYPES = frozenset(
