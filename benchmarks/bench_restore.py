@@ -21,6 +21,7 @@ from restorevar_plugin.commands.restore import (
     build_inference_model,
     load_options,
     make_restorer,
+    read_model_options,
     select_device,
 )
 from restorevar_plugin.tiling import tile_starts
@@ -38,7 +39,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(None)
-    opt = load_options(os.path.abspath(args.opt), REPO, device)
+    opt = load_options(read_model_options(os.path.abspath(args.opt)), REPO, device)
     opt['path'] = {}
     model = build_inference_model(opt)
     size = model.fixed_input_size

@@ -1,15 +1,25 @@
-"""``basicsr restore``: sizes, formats, bit depth, gray, alpha, tiling, batching, safety, failures, context."""
+"""``basicsr restore``: sizes, formats, bit depth, gray, alpha, tiling, batching, safety, failures, context, the
+demo methods with the shipped checkpoints (``--demo``) and a tiny AWRaCLe with a context pair."""
+import json
 import os
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
+from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from torch import nn
 
+import restorevar_plugin.demo.summary
 from helpers.dataset_trees import write_image
-from helpers.runs import write_options
+from helpers.runs import REPO, load_option_file, write_options
 from restorevar_plugin.cli import main
+from restorevar_plugin.demo.recipe import CHECKPOINT_DIR, load_manifest
+from restorevar_plugin.demo.summary import demo_method_options
+from restorevar_plugin.harness import OptionError
 from restorevar_plugin.models.restoration_model import RestorationModel
 
 SEEN_BATCHES = []
@@ -218,3 +228,67 @@ def test_option_and_argument_errors(tmp_path, capsys):
     assert 'none.pth' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists() and not (tmp_path / 'experiments').exists()
     assert not (tmp_path / 'results').exists()
+
+
+def shipped_files(name):
+    """The shipped checkpoint files the demo method ``name`` loads (its ``path.pretrain_*``)."""
+    opt = demo_method_options(name)
+    return [Path(value) for key, value in opt['path'].items() if key.startswith('pretrain_') and value]
+
+
+def test_demo_methods_restore_out_of_the_box_with_the_shipped_checkpoints(tmp_path, capsys):
+    vqvae = load_option_file(CHECKPOINT_DIR.parent / 'options' / 'restorevar_test.yml')['network_vqvae']
+    side = build_network(dict(vqvae)).image_size  # the demo RestoreVAR's resolution R, from its option file
+    images = {'photo.png': random_image((side + side // 2 + 3, 2 * side + 5, 3)),
+              'scan.png': random_image((side + 1, side // 2 + 1), np.uint16, seed=1)}
+    for name, image in images.items():
+        write_image(str(tmp_path / 'in' / name), image)
+    outputs = {}
+    for method in ('restorevar', 'restorevar_w_o_refiner', 'promptir'):
+        assert main(['restore', '--demo', method, '-i', str(tmp_path / 'in'), '-o', str(tmp_path / method)]) == 0
+        printed = capsys.readouterr().out
+        assert (f'{side}x{side} tiles' in printed) == method.startswith('restorevar'), printed
+        files = shipped_files(method)
+        assert files and all(path.parent == CHECKPOINT_DIR.resolve() and path.name in load_manifest()['files']
+                              and str(path) in printed for path in files)
+        for name, image in images.items():
+            out = read(tmp_path / method / name)
+            assert (out.shape, out.dtype) == (image.shape, image.dtype), (method, name)
+        outputs[method] = read(tmp_path / method / 'photo.png').astype(np.float64)
+        assert np.abs(outputs[method] - images['photo.png']).mean() > 1  # the network changed the image
+    assert np.abs(outputs['restorevar'] - outputs['restorevar_w_o_refiner']).mean() > 0.1  # the refiner is used
+
+
+def test_demo_method_with_a_missing_shipped_file_names_it_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    missing = shipped_files('restorevar')[-1].name
+    copies = tmp_path / 'checkpoints'
+    copies.mkdir()
+    for name in load_manifest()['files']:
+        if name != missing:
+            shutil.copy(CHECKPOINT_DIR / name, copies / name)
+    with pytest.raises(FileNotFoundError, match=f'{copies.resolve() / missing}: missing'):
+        demo_method_options('restorevar', copies)
+    assert Path(demo_method_options('promptir', copies)['path']['pretrain_network_g']).parent == copies.resolve()
+    with pytest.raises(OptionError, match='the demo methods are restorevar, restorevar_w_o_refiner, promptir'):
+        demo_method_options('restorevar_tiny', copies)
+    write_image(str(tmp_path / 'in' / 'a.png'), random_image((16, 16, 3)))
+    monkeypatch.setattr(restorevar_plugin.demo.summary, 'CHECKPOINT_DIR', copies)
+    assert main(['restore', '--demo', 'restorevar', '-i', str(tmp_path / 'in'), '-o', str(tmp_path / 'out')]) == 2
+    error = capsys.readouterr().err
+    assert missing in error and 'reinstall the package' in error
+    assert not (tmp_path / 'out').exists()
+
+
+def test_tiny_awracle_restores_with_a_context_pair(tmp_path):
+    options = dict(load_option_file(REPO / 'options' / 'demo' / 'awracle_test.yml'), path={}, val={})
+    options['network_g'] = json.loads(json.dumps(options.pop('network_g')))  # plain dicts for the YAML writer
+    options.pop('datasets')
+    query = random_image((37, 45, 3))
+    write_image(str(tmp_path / 'in' / 'query.png'), query)
+    write_image(str(tmp_path / 'lq.png'), random_image((20, 28, 3), seed=1))
+    for index, shade in enumerate((40, 220)):
+        write_image(str(tmp_path / f'gt{index}.png'), np.full((24, 24, 3), shade, np.uint8))
+        assert restore(tmp_path, options, '-i', tmp_path / 'in', '-o', tmp_path / f'out{index}', '--context-lq',
+                       'lq.png', '--context-gt', f'gt{index}.png') == 0
+        assert read(tmp_path / f'out{index}' / 'query.png').shape == query.shape
+    assert not np.array_equal(read(tmp_path / 'out0' / 'query.png'), read(tmp_path / 'out1' / 'query.png'))

@@ -214,7 +214,18 @@ def build_protocol(value):
     return replace(protocol, metrics=kept), extra
 
 
-def _method(entry, index, root, option_dir):
+def read_method(entry, index, root, option_dir):
+    """One checked ``methods:`` entry as a :class:`MethodSpec` (model options read, ``path`` merged, ``force_yml``
+    applied, registry names checked).
+
+    Args:
+        entry (dict): The method's mapping (``label``, ``opt`` or ``model``, ``path``, ``force_yml``, ``paper``).
+        index (int): Its position in ``methods`` (for messages).
+        root (Path): The run's root; ``option_dir`` (the benchmark file's folder) is searched after it.
+
+    Raises:
+        OptionError: Anything the method cannot run with (the message names ``methods[index]`` and the option).
+    """
     where = f'methods[{index}]'
     if not isinstance(entry, dict):
         raise OptionError(f'{where}: expected a mapping with label and opt or model; got {entry!r}')
@@ -316,7 +327,7 @@ def load_benchmark_options(option_file, root, force_yml=None):
         raise OptionError(f'device: expected auto, cpu or cuda; got {device!r}')
     if not isinstance(options.get('methods'), list) or not options['methods']:
         raise OptionError('methods: a list of at least one method (label + opt or model) is required')
-    methods = [_method(entry, index, root, option_file.parent) for index, entry in enumerate(options['methods'])]
+    methods = [read_method(entry, index, root, option_file.parent) for index, entry in enumerate(options['methods'])]
     labels = [method.label for method in methods] + [DEGRADED_INPUT]
     slugs = [method.slug for method in methods] + [slugify(DEGRADED_INPUT)]
     if len(set(labels)) != len(labels) or len(set(slugs)) != len(slugs):

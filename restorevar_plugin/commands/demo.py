@@ -24,7 +24,7 @@ from restorevar_plugin.demo.recipe import (
     shipped_weights,
     trained_weights,
 )
-from restorevar_plugin.demo.shipping import ship_checkpoints, verify_checkpoints
+from restorevar_plugin.demo.shipping import require_checkpoints, ship_checkpoints
 from restorevar_plugin.demo.training import StageFailed, train_budget
 
 NAME = 'demo'
@@ -78,10 +78,7 @@ def run(args):
             ship_checkpoints(root, args.budget)
             print(f'basicsr demo: shipped the {args.budget} weights with {MANIFEST_FILE}', flush=True)
     else:
-        problems = verify_checkpoints()
-        if problems:
-            raise FileNotFoundError('the shipped demo checkpoints do not match their manifest: ' + '; '.join(problems)
-                                    + ' (reinstall the package, or run basicsr demo --train --budget full)')
+        require_checkpoints()
         weights, name = shipped_weights(), 'demo'
     options_file = root / 'results' / f'{name}_benchmark.yml'
     _write_options(benchmark_options(weights, name), options_file)

@@ -2,11 +2,14 @@
 
     basicsr restore -opt X.yml -i IN -o OUT [--resize] [--tile SIZE --overlap PX] [--batch-size N]
                     [--device cpu|cuda] [--root DIR] [--context-lq IMG --context-gt IMG]
+    basicsr restore --demo restorevar|restorevar_w_o_refiner|promptir -i IN -o OUT [...]
 
 The option file is any BasicSR test option file: its ``model_type``, ``network_*`` blocks and ``path.pretrain_*``
 weights build the model with BasicSR's ``build_model`` (relative paths resolve against ``--root``, default the
-current directory); its ``datasets`` are ignored. Nothing but the outputs is written: no experiment or results
-folder, no log file.
+current directory); its ``datasets`` are ignored. ``--demo NAME`` instead takes a method of ``basicsr demo``
+with the checkpoints shipped in the package, checked against their manifest
+(:func:`restorevar_plugin.demo.summary.demo_method_options`). Nothing but the outputs is written: no experiment
+or results folder, no log file.
 
 How an image of any size is restored (the output always has the input's size):
 
@@ -39,7 +42,6 @@ from copy import deepcopy
 from pathlib import Path
 
 import torch
-import yaml
 from basicsr.models import build_model
 from PIL import Image
 from tqdm import tqdm
@@ -50,7 +52,11 @@ from restorevar_plugin.data.image_io import (
     ImageReadError,
     encode_image_like,
 )
-from restorevar_plugin.harness import OptionError, finalize_options
+from restorevar_plugin.harness import (
+    OptionError,
+    finalize_options,
+    read_option_file,
+)
 from restorevar_plugin.tiling import tiled_apply
 
 NAME = 'restore'
@@ -60,7 +66,10 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 def add_arguments(parser):
     """Options of ``basicsr restore``."""
-    parser.add_argument('-opt', required=True, help='option YAML (model_type, network_* blocks, path.pretrain_*)')
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument('-opt', help='option YAML (model_type, network_* blocks, path.pretrain_*)')
+    model.add_argument('--demo', metavar='NAME', help='a method of basicsr demo with the checkpoints shipped in the '
+                       'package: restorevar, restorevar_w_o_refiner (no refiner) or promptir')
     parser.add_argument('-i', '--input', required=True, help='an image, or a folder of images (recursive)')
     parser.add_argument('-o', '--output', required=True,
                         help='output folder (or an output file name when the input is one image)')
@@ -88,33 +97,60 @@ def select_device(choice):
     return torch.device(choice or ('cuda' if torch.cuda.is_available() else 'cpu'))
 
 
-def load_options(option_file, root, device):
-    """Read an option file for inference: one process, no training, no datasets, paths resolved against ``root``.
-
-    Returns:
-        dict: Options ready for ``build_model`` (``is_train`` False, ``num_gpu`` 0 or 1 for ``device``).
+def read_model_options(option_file):
+    """The options of ``-opt``, with ``name`` defaulting to the file's stem.
 
     Raises:
-        FileNotFoundError: No option file. OptionError: Not a mapping, or no ``model_type``.
-        UnknownRegistryNameError: A ``type`` no registry holds.
+        FileNotFoundError: No option file. OptionError: Not valid YAML, not a mapping, or no ``model_type``.
     """
     if not os.path.isfile(option_file):
         raise FileNotFoundError(f'-opt: option file not found: {option_file}')
-    with open(option_file, encoding='utf-8') as handle:
-        opt = yaml.safe_load(handle)
+    opt = read_option_file(option_file)
     if not isinstance(opt, dict) or not opt.get('model_type'):
         raise OptionError(f'{option_file}: expected a BasicSR option file with a model_type')
+    opt.setdefault('name', Path(option_file).stem)
+    return opt
+
+
+def model_options(args):
+    """The model options of ``-opt`` or ``--demo`` (see the module docstring), not yet prepared for inference.
+
+    Raises:
+        FileNotFoundError: No option file, or a shipped demo checkpoint missing or changed (named).
+        OptionError: A bad option file or demo name.
+    """
+    if args.demo is None:
+        return read_model_options(os.path.abspath(args.opt))
+    # Imported here so that restoring with an option file never depends on the benchmark package.
+    from restorevar_plugin.demo.summary import demo_method_options
+
+    return demo_method_options(args.demo)
+
+
+def load_options(opt, root, device):
+    """Prepare model options for inference: one process, no training, no datasets, paths resolved against ``root``.
+
+    Returns:
+        dict: A copy ready for ``build_model`` (``is_train`` False, ``num_gpu`` 0 or 1 for ``device``).
+
+    Raises:
+        UnknownRegistryNameError: A ``type`` no registry holds.
+    """
     opt = deepcopy(opt)
     opt.pop('datasets', None)
     opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if device.type == 'cuda' else 0)
     opt['path'] = dict(opt.get('path') or {}, resume_state=None)
-    opt.setdefault('name', Path(option_file).stem)
     return finalize_options(opt, root)
 
 
-def context_pair(args, opt, root, reader):
+def context_pair(args, opt, root, model):
     """The in-context pair from ``--context-lq/--context-gt`` or ``val.context``: ``{'context_lq', 'context_gt'}``
-    ``(1, 3, h, w)`` tensors in [0, 1], or None when neither is given."""
+    ``(1, 3, h, w)`` tensors in [0, 1], or None when neither is given. A model with a ``read_context_pair(lq_path,
+    gt_path)`` method (AWRaCLe: CLIP's geometry) reads the files itself, as for its own ``val.context``.
+
+    Raises:
+        OptionError: Only one of the pair given, or an image that cannot be read (named).
+    """
     val_context = (opt.get('val') or {}).get('context') or {}
     paths = {'lq': args.context_lq or val_context.get('lq'), 'gt': args.context_gt or val_context.get('gt')}
     if not any(paths.values()):
@@ -123,16 +159,17 @@ def context_pair(args, opt, root, reader):
     if missing:
         raise OptionError(f'--context-{missing[0]} (or val.context.{missing[0]}): the context pair needs both a '
                           'degraded (lq) and a clean (gt) image')
-    pair = {}
-    for key, path in paths.items():
-        path = Path(path).expanduser()
-        path = path if path.is_absolute() else Path(root) / path
-        try:
-            image = reader.read(str(path))
-        except ImageReadError as error:
-            raise OptionError(f'context {key} image: {error}') from error
-        pair[f'context_{key}'] = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
-    return pair
+    paths = {key: Path(path).expanduser() for key, path in paths.items()}
+    paths = {key: path if path.is_absolute() else Path(root) / path for key, path in paths.items()}
+    try:
+        if hasattr(model, 'read_context_pair'):
+            lq, gt = model.read_context_pair(paths['lq'], paths['gt'])
+        else:
+            reader = ImageReader()
+            lq, gt = (torch.from_numpy(reader.read(str(paths[key]))).permute(2, 0, 1).unsqueeze(0) for key in paths)
+    except ImageReadError as error:
+        raise OptionError(f'context pair: {error}') from error
+    return {'context_lq': lq, 'context_gt': gt}
 
 
 @contextlib.contextmanager
@@ -314,14 +351,14 @@ def run(args):
     try:
         pairs = list_inputs(args.input, args.output)
         device = select_device(args.device)
-        opt = load_options(os.path.abspath(args.opt), root, device)
-        reader = ImageReader()
-        context = context_pair(args, opt, root, reader)
+        opt = load_options(model_options(args), root, device)
         model = build_inference_model(opt)
+        context = context_pair(args, opt, root, model)
         restorer, mode = make_restorer(model, args, context)
-    except (OptionError, ValueError) as error:
+    except (OptionError, ValueError, ImageReadError) as error:  # ImageReadError: the model's own val.context
         print(f'basicsr {NAME}: error: {error}', file=sys.stderr)
         return 2
+    reader = ImageReader()
     weights = [f'{key}: {value}' for key, value in opt['path'].items() if key.startswith('pretrain_') and value]
     print(f'{mode}; weights: {", ".join(weights) if weights else "none (random initialisation)"}', flush=True)
     failures = []

@@ -97,9 +97,9 @@ def trained_weights(root, budget):
     return {slot: stage_checkpoint(root, budget, stage_by_name(stage)) for slot, (stage, _) in WEIGHTS.items()}
 
 
-def shipped_weights():
-    """``{slot: Path}`` of the checkpoints shipped in the package."""
-    return {slot: CHECKPOINT_DIR / file_name for slot, (_, file_name) in WEIGHTS.items()}
+def shipped_weights(folder=CHECKPOINT_DIR):
+    """``{slot: Path}`` of the checkpoints shipped in the package (or of copies of them in ``folder``)."""
+    return {slot: Path(folder) / file_name for slot, (_, file_name) in WEIGHTS.items()}
 
 
 def load_manifest():

@@ -4,7 +4,8 @@
 stage's ``params`` (or ``params_ema`` when present) as an fp16 state dict in BasicSR's ``{'params': ...}``
 layout, so the files load through the normal checkpoint path (the model casts them to its own dtype), and
 ``manifest.json`` with each file's sha256, size, the stage and budget that produced it, the command, the
-seed, the measured training time and the machine. :func:`verify_checkpoints` checks files against it.
+seed, the measured training time and the machine. :func:`verify_checkpoints` checks files against it and
+:func:`require_checkpoints` refuses to go on when some do not match.
 """
 import datetime
 import hashlib
@@ -121,8 +122,8 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR, commands
     return manifest
 
 
-def verify_checkpoints(folder=CHECKPOINT_DIR, manifest=None):
-    """Check every file of the manifest: present, of the recorded size and sha256.
+def verify_checkpoints(folder=CHECKPOINT_DIR, manifest=None, names=None):
+    """Check files of the manifest (``names``, default all): present, of the recorded size and sha256.
 
     Returns:
         list[str]: One message per problem (empty when all match).
@@ -130,9 +131,23 @@ def verify_checkpoints(folder=CHECKPOINT_DIR, manifest=None):
     manifest = load_manifest() if manifest is None else manifest
     problems = []
     for name, record in manifest['files'].items():
+        if names is not None and name not in names:
+            continue
         path = Path(folder) / name
         if not path.is_file():
             problems.append(f'{path}: missing (recorded in {MANIFEST_FILE.name})')
         elif path.stat().st_size != record['size_bytes'] or sha256_of(path) != record['sha256']:
             problems.append(f'{path}: sha256 or size differs from {MANIFEST_FILE.name}')
     return problems
+
+
+def require_checkpoints(folder=CHECKPOINT_DIR, names=None):
+    """Raise unless the shipped files ``names`` (default: all of the manifest) in ``folder`` match the manifest.
+
+    Raises:
+        FileNotFoundError: Naming every missing or changed file, the manifest, and how to get the files back.
+    """
+    problems = verify_checkpoints(folder, names=names)
+    if problems:
+        raise FileNotFoundError('the shipped demo checkpoints do not match their manifest: ' + '; '.join(problems)
+                                + ' (reinstall the package, or run basicsr demo --train --budget full)')

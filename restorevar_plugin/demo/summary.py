@@ -2,9 +2,11 @@
 
 :func:`benchmark_options` turns ``benchmark.yml`` (next to this module) into a runnable ``basicsr benchmark``
 file: its option-file paths made absolute and each weight slot (``vqvae``, ``transformer``, ...) replaced by a
-checkpoint path. :func:`summarize` reads the benchmark's ``quality.csv`` back and gives the table printed at
-the end of ``basicsr demo``: PSNR per method and degradation, the mean over the held-out images, and whether
-RestoreVAR and PromptIR beat the degraded input and the full pipeline beats its no-refiner ablation.
+checkpoint path; :func:`demo_method_options` gives one of its methods with the shipped checkpoints as the model
+options of ``basicsr restore --demo NAME``. :func:`summarize` reads the benchmark's ``quality.csv`` back and
+gives the table printed at the end of ``basicsr demo``: PSNR per method and degradation, the mean over the
+held-out images, and whether RestoreVAR and PromptIR beat the degraded input and the full pipeline beats its
+no-refiner ablation.
 """
 import copy
 import csv
@@ -13,9 +15,16 @@ from typing import NamedTuple
 
 import yaml
 
-from restorevar_plugin.benchmark.options import DEGRADED_INPUT
+from restorevar_plugin.benchmark.options import DEGRADED_INPUT, read_method, slugify
 from restorevar_plugin.benchmark.tables import read_csv_without_comments
-from restorevar_plugin.demo.recipe import BENCHMARK_TEMPLATE, PACKAGE_DIR
+from restorevar_plugin.demo.recipe import (
+    BENCHMARK_TEMPLATE,
+    CHECKPOINT_DIR,
+    PACKAGE_DIR,
+    shipped_weights,
+)
+from restorevar_plugin.demo.shipping import require_checkpoints
+from restorevar_plugin.harness import OptionError
 
 RESTOREVAR, NO_REFINER, PROMPTIR = 'RestoreVAR', 'RestoreVAR w/o refiner', 'PromptIR'
 TARGETS = ((RESTOREVAR, DEGRADED_INPUT), (PROMPTIR, DEGRADED_INPUT), (RESTOREVAR, NO_REFINER))
@@ -39,6 +48,33 @@ def benchmark_options(weights, name='demo'):
         method['opt'] = str(PACKAGE_DIR / method['opt'])
         method['path'] = {key: str(Path(weights[slot]).resolve()) for key, slot in method['path'].items()}
     return options
+
+
+def demo_method_options(name, folder=None):
+    """The model options of the demo benchmark's method ``name`` with the shipped checkpoints (``basicsr restore
+    --demo NAME``).
+
+    Args:
+        name (str): A method label of ``benchmark.yml`` as a lower-case file name (:func:`slugify`):
+            ``restorevar``, ``restorevar_w_o_refiner`` (the no-refiner ablation) or ``promptir``.
+        folder (Path | None): Where the shipped files are (None: the package's ``demo/checkpoints/``).
+
+    Returns:
+        dict: BasicSR model options: the demo option file with its ``force_yml`` applied and absolute
+        ``path.pretrain_*`` to the shipped files, checked against the manifest; no ``datasets``.
+
+    Raises:
+        OptionError: ``name`` is not a method of the demo benchmark (the message lists them).
+        FileNotFoundError: A shipped file the method loads is missing or differs from the manifest (named).
+    """
+    folder = CHECKPOINT_DIR if folder is None else Path(folder)
+    options = benchmark_options(shipped_weights(folder))
+    methods = {slugify(entry['label']).lower(): (index, entry) for index, entry in enumerate(options['methods'])}
+    if name not in methods:
+        raise OptionError(f'--demo: no demo method {name!r}; the demo methods are {", ".join(methods)}')
+    index, entry = methods[name]
+    require_checkpoints(folder, names={Path(path).name for path in entry['path'].values()})
+    return read_method(entry, index, PACKAGE_DIR, PACKAGE_DIR).model_opt
 
 
 class Summary(NamedTuple):

@@ -60,15 +60,27 @@ class AWRaCLeModel(RestorationModel):
             return None
         if not isinstance(spec, dict) or set(spec) != {'lq', 'gt'}:
             raise ValueError(f'val.context must be a mapping {{lq: path, gt: path}}; got {spec!r}')
-        reader = ImageReader()
-        size = self.get_bare_model(self.net_g).clip_resolution
         root = Path(self.opt.get('root_path') or '.')
         paths = {key: Path(spec[key]).expanduser() for key in ('lq', 'gt')}
-        paths = {key: str(path if path.is_absolute() else root / path) for key, path in paths.items()}
-        images = {key: img2tensor(clip_geometry(reader.read(paths[key]), size), bgr2rgb=False, float32=True)
-                  for key in ('lq', 'gt')}
-        return {'lq': images['lq'][None].to(self.device), 'gt': images['gt'][None].to(self.device),
-                'lq_path': spec['lq'], 'gt_path': spec['gt']}
+        paths = {key: path if path.is_absolute() else root / path for key, path in paths.items()}
+        lq, gt = self.read_context_pair(paths['lq'], paths['gt'])
+        return {'lq': lq, 'gt': gt, 'lq_path': spec['lq'], 'gt_path': spec['gt']}
+
+    def read_context_pair(self, lq_path, gt_path):
+        """A context pair read from two image files (any sizes) in CLIP's geometry, as the in-context dataset
+        prepares it (:func:`~restorevar_plugin.data.transforms.clip_geometry`).
+
+        Returns:
+            tuple[Tensor, Tensor]: ``context_lq``, ``context_gt`` ``(1, 3, S, S)`` in [0, 1] on the model's device,
+            ``S`` CLIP's input side.
+
+        Raises:
+            ImageReadError: A file cannot be read as an image (named).
+        """
+        reader = ImageReader()
+        size = self.get_bare_model(self.net_g).clip_resolution
+        return tuple(img2tensor(clip_geometry(reader.read(str(path)), size), bgr2rgb=False, float32=True)[None]
+                     .to(self.device) for path in (lq_path, gt_path))
 
     def feed_data(self, data):
         """Query images as :class:`RestorationModel`, plus the batch's context pairs (else ``val.context``)."""
