@@ -1,4 +1,5 @@
-"""An installed wheel works outside a source checkout: its dataset metas resolve by name and ``basicsr list`` runs.
+"""An installed wheel works outside a source checkout: its dataset metas resolve by name, ``basicsr list`` runs and
+``basicsr restore --demo`` restores with the checkpoints the wheel ships.
 
 The wheel is built from a copy of the tracked files (the checkout stays clean) and installed with ``--no-deps``
 into a fresh venv whose only view of the heavy dependencies (torch, basicsr, ...) is the running interpreter's
@@ -13,6 +14,9 @@ import sys
 import sysconfig
 import venv
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +53,7 @@ def fresh_venv(root):
     return python
 
 
-def test_wheel_installed_outside_the_checkout_finds_metas_and_runs_basicsr_list(tmp_path):
+def test_wheel_installed_outside_the_checkout_finds_metas_runs_basicsr_list_and_restores(tmp_path):
     source = tracked_copy(tmp_path / 'source')
     env = {key: value for key, value in os.environ.items() if key not in ('PYTHONPATH', 'RESTOREVAR_META_PATH')}
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
@@ -75,3 +79,13 @@ def test_wheel_installed_outside_the_checkout_finds_metas_and_runs_basicsr_list(
                             text=True, env=env, cwd=workdir, timeout=300)
     assert listed.returncode == 0, listed.stderr
     assert 'MultiScaleVQVAE' in listed.stdout and 'RestoreVARTransformer' in listed.stdout
+
+    image = np.random.default_rng(0).integers(0, 256, size=(45, 67, 3), dtype=np.uint8)
+    cv2.imwrite(str(workdir / 'photo.png'), image)
+    for method in ('restorevar', 'promptir'):
+        restored = subprocess.run([str(installed / 'bin' / 'basicsr'), 'restore', '--demo', method, '-i', 'photo.png',
+                                   '-o', method], capture_output=True, text=True, env=env, cwd=workdir, timeout=300)
+        assert restored.returncode == 0, restored.stderr
+        checkpoints = Path(lines['PACKAGE']).parent / 'demo' / 'checkpoints'
+        assert str(checkpoints) in restored.stdout and checkpoints.is_relative_to(installed)
+        assert cv2.imread(str(workdir / method / 'photo.png')).shape == image.shape
