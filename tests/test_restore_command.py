@@ -131,7 +131,7 @@ def test_tiny_restorevar_keeps_sizes_tiled_and_resized(tmp_path, capsys):
         write_image(str(tmp_path / 'in' / name), image)
     assert restore(tmp_path, restorevar_options(), '-i', tmp_path / 'in', '-o', tmp_path / 'tiled',
                    '--batch-size', 3) == 0
-    assert 'RestoreVARModel: 16x16 tiles, overlap 4 px' in capsys.readouterr().out
+    assert 'RestoreVARModel: 16x16 tiles, overlap 8 px' in capsys.readouterr().out
     assert restore(tmp_path, restorevar_options(), '-i', tmp_path / 'in', '-o', tmp_path / 'resized', '--resize') == 0
     assert 'resized to 16x16 and back' in capsys.readouterr().out
     for folder in ('tiled', 'resized'):
@@ -147,14 +147,17 @@ def test_tiles_blend_without_a_visible_seam_on_a_gradient(tmp_path):
     write_image(str(tmp_path / 'in' / 'gradient.png'), np.repeat(np.tile(gradient, (40, 1))[..., None], 3, axis=2))
     own_step = np.abs(np.diff(gradient.astype(np.float64))).max() / 65535
     options = restoration_options(strength=0.25)
-    for overlap, folder in ((16, 'blended'), (0, 'cut')):
+    for overlap, folder in ((16, 'blended'), (0, 'cut'), (None, 'default')):
+        overlap_args = () if overlap is None else ('--overlap', overlap)
         assert restore(tmp_path, options, '-i', tmp_path / 'in', '-o', tmp_path / folder, '--tile', 64,
-                       '--overlap', overlap) == 0
+                       *overlap_args) == 0
     steps = {folder: np.abs(np.diff(read(tmp_path / folder / 'gradient.png').astype(np.float64) / 65535,
-                                    axis=1)).max() for folder in ('blended', 'cut')}
+                                    axis=1)).max() for folder in ('blended', 'cut', 'default')}
     # stated bound: at most 2/255 more than the gradient's own step; without blending the borders jump ~21/255
     assert steps['blended'] <= own_step + 2 / 255
     assert steps['cut'] > own_step + 10 / 255
+    # the default overlap (tile / 2 = 32 px) has ramps twice as wide as 16 px: a clearly smaller excess step
+    assert steps['default'] - own_step <= 0.7 * (steps['blended'] - own_step)
 
 
 def test_same_size_images_are_batched(tmp_path):

@@ -15,7 +15,8 @@ How an image of any size is restored (the output always has the input's size):
 
 * a model with a fixed input size (``RestoreVARModel``: ``R x R``, the VQVAE's resolution) restores the image
   in overlapping ``R x R`` tiles blended without seams (:mod:`restorevar_plugin.tiling`; ``--overlap`` defaults
-  to ``R / 4``), or, with ``--resize``, resized to ``R x R`` and back as in the paper's protocol;
+  to ``R / 2``, the widest blending ramps a tile allows: neighbouring tiles that disagree fade into each other
+  over half a tile), or, with ``--resize``, resized to ``R x R`` and back as in the paper's protocol;
 * any other model (``RestorationModel`` for PromptIR or any arch, and its subclasses) restores the whole image,
   padded to ``val.size_multiple`` by the model's ``test``; ``--tile SIZE`` tiles it instead (less memory).
 
@@ -79,7 +80,7 @@ def add_arguments(parser):
     parser.add_argument('--tile', type=int, default=None, metavar='SIZE',
                         help='tile side (default: the model resolution for fixed-size models, no tiling otherwise)')
     parser.add_argument('--overlap', type=int, default=None, metavar='PX',
-                        help='minimum overlap of neighbouring tiles, blended (default: tile / 4)')
+                        help='minimum overlap of neighbouring tiles, blended (default: tile / 2)')
     parser.add_argument('--batch-size', type=int, default=1, metavar='N',
                         help='same-size images (or tiles) per forward pass (default 1)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
@@ -252,7 +253,7 @@ def make_restorer(model, args, context):
         multiple = (model.opt.get('val') or {}).get('size_multiple', 1)
         return (ModelRestorer(model, context=context),
                 f'{name}: whole images' + (f', padded to a multiple of {multiple}' if multiple > 1 else ''))
-    overlap = args.overlap if args.overlap is not None else tile // 4
+    overlap = args.overlap if args.overlap is not None else tile // 2
     if tile <= 0 or not 0 <= overlap < tile:
         raise OptionError(f'--tile must be positive and 0 <= --overlap < --tile; got tile {tile}, overlap {overlap}')
     note = '' if fixed in (None, tile) else f' (each resized to {fixed}x{fixed} by the model)'
