@@ -1,11 +1,13 @@
 """``basicsr demo``: the shipped checkpoints against their manifest, the default run on them, the quick budget
 retrained from scratch (stages reused on a second call), shipping fp16 copies, and the summary's arithmetic."""
 import csv
+import re
 
 import pytest
 import torch
 import yaml
 
+from restorevar_plugin.benchmark.tables import read_csv_without_comments
 from restorevar_plugin.cli import main
 from restorevar_plugin.demo.recipe import (
     BUDGETS,
@@ -82,6 +84,17 @@ def _check_outputs(results_dir):
     assert [row['method'] for row in rows] == list(METHODS)
     for row in rows:
         assert float(row['mean']) == pytest.approx(sum(float(row[name]) for name in DEGRADATIONS) / 6)
+    costs = {row['method']: row for row in read_csv_without_comments(results_dir / 'cost.csv')}
+    for method in METHODS[:3]:
+        row = costs[method]
+        assert float(row['params_M']) > 0 and float(row['TFLOPs_per_image']) > 0, row
+        assert float(row['time_per_image_s']) > 0 and int(row['network_evaluations_per_image']) >= 1, row
+    assert float(costs['RestoreVAR']['params_run_per_image_M']) > float(
+        costs['RestoreVAR w/o refiner']['params_run_per_image_M'])  # the ablation does not run the refiner
+    report = (results_dir / 'report.html').read_text(encoding='utf-8')
+    assert all(method in report for method in METHODS)
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', report)
+    assert sources and all((results_dir / source).is_file() for source in sources)
     return summary
 
 
