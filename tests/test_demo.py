@@ -105,6 +105,7 @@ def test_demo_with_the_shipped_checkpoints(tmp_path, capsys):
     assert '| method (PSNR dB) | haze | rain | snow | low_light | blur | haze+rain | mean |' in printed
     assert f'{summary.mean["PromptIR"]:.2f}' in printed
     assert 'target RestoreVAR > degraded input on mean PSNR' in printed
+    assert 'basicsr restore --demo restorevar|promptir' in printed
 
 
 def test_demo_train_quick_then_reuse_and_ship(tmp_path, capsys):

@@ -89,6 +89,9 @@ def run(args):
     print(f'\nHeld-out demo photographs, PSNR (dB) per degradation ({results_dir}: quality.md, cost.md, grids/, '
           'report.html, summary.md):\n', flush=True)
     print(summary.markdown(), flush=True)
+    if not args.train:
+        print('\nRestore your own images with these checkpoints: basicsr restore --demo restorevar|promptir '
+              '-i IMAGE_OR_FOLDER -o OUTPUT_FOLDER', flush=True)
     missing = [message for result in results for message in result.missing]
     for message in missing:
         print(f'basicsr demo: not run, weights missing: {message}', flush=True)
