@@ -282,7 +282,7 @@ def test_demo_method_with_a_missing_shipped_file_names_it_and_writes_nothing(tmp
     assert not (tmp_path / 'out').exists()
 
 
-def test_tiny_awracle_restores_with_a_context_pair(tmp_path):
+def test_tiny_awracle_restores_with_a_context_pair(tmp_path, capsys):
     options = dict(load_option_file(REPO / 'options' / 'demo' / 'awracle_test.yml'), path={}, val={})
     options['network_g'] = json.loads(json.dumps(options.pop('network_g')))  # plain dicts for the YAML writer
     options.pop('datasets')
@@ -295,3 +295,6 @@ def test_tiny_awracle_restores_with_a_context_pair(tmp_path):
                        'lq.png', '--context-gt', f'gt{index}.png') == 0
         assert read(tmp_path / f'out{index}' / 'query.png').shape == query.shape
     assert not np.array_equal(read(tmp_path / 'out0' / 'query.png'), read(tmp_path / 'out1' / 'query.png'))
+    assert restore(tmp_path, options, '-i', tmp_path / 'in', '-o', tmp_path / 'out2', '--context-lq', 'lq.png',
+                   '--context-gt', 'absent.png') == 2
+    assert 'absent.png' in capsys.readouterr().err and not (tmp_path / 'out2').exists()

@@ -167,7 +167,8 @@ def context_pair(args, opt, root, model):
             lq, gt = model.read_context_pair(paths['lq'], paths['gt'])
         else:
             reader = ImageReader()
-            lq, gt = (torch.from_numpy(reader.read(str(paths[key]))).permute(2, 0, 1).unsqueeze(0) for key in paths)
+            lq, gt = (torch.from_numpy(reader.read(str(paths[key]))).permute(2, 0, 1).unsqueeze(0)
+                      for key in ('lq', 'gt'))
     except ImageReadError as error:
         raise OptionError(f'context pair: {error}') from error
     return {'context_lq': lq, 'context_gt': gt}
