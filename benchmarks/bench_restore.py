@@ -24,7 +24,7 @@ from restorevar_plugin.commands.restore import (
     read_model_options,
     select_device,
 )
-from restorevar_plugin.tiling import tile_starts
+from restorevar_plugin.tiling import tile_count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def main():
     for resize in (False, True):
         choices = SimpleNamespace(resize=resize, tile=None, overlap=None, batch_size=args.batch)
         restorer, mode = make_restorer(model, choices, None)
-        tiles = 1 if resize else len(tile_starts(args.side, size, restorer.overlap)) ** 2
+        tiles = 1 if resize else tile_count(args.side, args.side, size, restorer.overlap)
         restorer(images)
         start = time.perf_counter()
         restorer(images)

@@ -35,6 +35,11 @@ def tile_starts(length, tile, overlap):
     return [round(index * (length - tile) / (count - 1)) for index in range(count)]
 
 
+def tile_count(height, width, tile, overlap):
+    """Number of ``tile x tile`` crops :func:`tiled_apply` cuts from one ``height x width`` image."""
+    return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
+
+
 def edge_ramp(overlap, dtype=torch.float32):
     """The raised-cosine rise over ``overlap`` pixels: ``0.5 - 0.5 cos(pi (i + 0.5) / overlap)``, in (0, 1).
 

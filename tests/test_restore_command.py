@@ -160,6 +160,16 @@ def test_tiles_blend_without_a_visible_seam_on_a_gradient(tmp_path):
     assert steps['default'] - own_step <= 0.7 * (steps['blended'] - own_step)
 
 
+def test_progress_bars_count_images_and_tiles(tmp_path, capsys):
+    write_image(str(tmp_path / 'in' / 'wide.png'), random_image((20, 40, 3)))
+    write_image(str(tmp_path / 'in' / 'small.png'), random_image((8, 8, 3)))
+    assert restore(tmp_path, restoration_options(), '-i', tmp_path / 'in', '-o', tmp_path / 'out', '--tile', 16,
+                   '--overlap', 4) == 0
+    bars = capsys.readouterr().err
+    assert '2/2 [' in bars and '0/6 [' in bars  # 2 images; 2 x 3 tiles of 16 px for the 20 x 40 image
+    assert bars.count('tiles:') == 1  # no tile bar for the one-tile image
+
+
 def test_same_size_images_are_batched(tmp_path):
     for index in range(3):
         write_image(str(tmp_path / 'in' / f'same{index}.png'), random_image((24, 24, 3), seed=index))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from restorevar_plugin.tiling import axis_window, edge_ramp, tile_starts, tiled_apply
+from restorevar_plugin.tiling import axis_window, edge_ramp, tile_count, tile_starts, tiled_apply
 
 
 @pytest.mark.parametrize('length, tile, overlap', [(64, 64, 16), (65, 64, 16), (200, 64, 16), (37, 16, 4),
@@ -35,6 +35,7 @@ def test_identity_function_gives_the_input_back_at_any_size(size):
     assert out.shape == images.shape
     assert torch.allclose(out, images, atol=1e-6)
     assert all(shape[0] <= 5 and shape[1:] == (3, 16, 16) for shape in calls)
+    assert sum(shape[0] for shape in calls) == 2 * tile_count(*size, tile=16, overlap=4)
 
 
 def tile_mean_shift(tiles):

@@ -29,7 +29,8 @@ refuses to run without one.
 output folder (the input's relative paths and file names are kept), or, for a single input image, a file name
 with an image extension. Each output keeps its file's layout: bit depth (16-bit PNG/TIFF stay 16-bit), gray
 stays gray (restored as RGB, converted back with BT.601 luma), an alpha channel is passed through unchanged.
-Same-size images are restored together, ``--batch-size`` at a time (tiles, when tiling). Every output is
+Same-size images are restored together, ``--batch-size`` at a time (tiles, when tiling); one progress bar counts
+images, a second one the tiles of the images in work (when they need more than one forward pass). Every output is
 written whole (temporary file, then rename). ``restore`` refuses to run when ``OUT`` is ``IN`` or when any
 output would replace an input file. A file that cannot be read, restored or written is reported by name and
 skipped; the others are restored. Exit code: 0 when every image was restored, 1 when some failed, 2 for a bad
@@ -58,7 +59,7 @@ from restorevar_plugin.harness import (
     finalize_options,
     read_option_file,
 )
-from restorevar_plugin.tiling import tiled_apply
+from restorevar_plugin.tiling import tile_count, tiled_apply
 
 NAME = 'restore'
 HELP = 'restore an image or a folder of images with the model and weights of an option file'
@@ -221,7 +222,14 @@ class ModelRestorer:
         if self.tile is None:
             restored = self._run(images)
         else:
-            restored = tiled_apply(self._run, images, self.tile, self.overlap, self.batch_size)
+            total = images.shape[0] * tile_count(*images.shape[-2:], self.tile, self.overlap)
+            with tqdm(total=total, unit='tile', desc='tiles', leave=False, disable=total <= self.batch_size) as bar:
+                def run_and_count(crops):
+                    outputs = self._run(crops)
+                    bar.update(crops.shape[0])
+                    return outputs
+
+                restored = tiled_apply(run_and_count, images, self.tile, self.overlap, self.batch_size)
         if restored.shape != images.shape:
             raise ValueError(f'the model returned {tuple(restored.shape)} for input {tuple(images.shape)}')
         return restored.cpu()
