@@ -79,9 +79,11 @@ def restorevar_options():
     }
 
 
-def restore(tmp_path, options, *args):
+def restore(tmp_path, options, *args, random_weights=True):
+    """``basicsr restore -opt <options> --root tmp_path ARGS``; the test networks have no weights unless given."""
     option_file = write_options(tmp_path / 'options.yml', options)
-    return main(['restore', '-opt', str(option_file), '--root', str(tmp_path), *map(str, args)])
+    flags = ['--random-weights'] if random_weights else []
+    return main(['restore', '-opt', str(option_file), '--root', str(tmp_path), *flags, *map(str, args)])
 
 
 def read(path):
@@ -239,6 +241,9 @@ def test_option_and_argument_errors(tmp_path, capsys):
     missing = dict(restoration_options(), path={'pretrain_network_g': 'weights/none.pth'})
     assert restore(tmp_path, missing, *args) == 2
     assert 'none.pth' in capsys.readouterr().err
+    assert restore(tmp_path, restoration_options(), *args, random_weights=False) == 2
+    error = capsys.readouterr().err
+    assert 'path.pretrain_network_g not set' in error and '--random-weights' in error
     assert not (tmp_path / 'out').exists() and not (tmp_path / 'experiments').exists()
     assert not (tmp_path / 'results').exists()
 

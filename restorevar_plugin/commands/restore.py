@@ -1,15 +1,16 @@
 """``basicsr restore``: restore a file or a folder of images with any registered method and its weights.
 
     basicsr restore -opt X.yml -i IN -o OUT [--resize] [--tile SIZE --overlap PX] [--batch-size N]
-                    [--device cpu|cuda] [--root DIR] [--context-lq IMG --context-gt IMG]
+                    [--device cpu|cuda] [--root DIR] [--context-lq IMG --context-gt IMG] [--random-weights]
     basicsr restore --demo restorevar|restorevar_w_o_refiner|promptir -i IN -o OUT [...]
 
 The option file is any BasicSR test option file: its ``model_type``, ``network_*`` blocks and ``path.pretrain_*``
 weights build the model with BasicSR's ``build_model`` (relative paths resolve against ``--root``, default the
 current directory); its ``datasets`` are ignored. ``--demo NAME`` instead takes a method of ``basicsr demo``
 with the checkpoints shipped in the package, checked against their manifest
-(:func:`restorevar_plugin.demo.summary.demo_method_options`). Nothing but the outputs is written: no experiment
-or results folder, no log file.
+(:func:`restorevar_plugin.demo.summary.demo_method_options`). A network the option file gives no weights is an
+error (restoring with random weights gives meaningless images) unless ``--random-weights`` asks for it. Nothing
+but the outputs is written: no experiment or results folder, no log file.
 
 How an image of any size is restored (the output always has the input's size):
 
@@ -90,6 +91,9 @@ def add_arguments(parser):
                         '(default: the current directory)')
     parser.add_argument('--context-lq', default=None, metavar='IMG', help='in-context models: degraded context image')
     parser.add_argument('--context-gt', default=None, metavar='IMG', help='in-context models: clean context image')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='allow networks the option file gives no weights (path.pretrain_*): they keep their '
+                        'seeded initial weights (smoke tests, timing); without it such a network is an error')
 
 
 def select_device(choice):
@@ -193,6 +197,30 @@ def build_inference_model(opt):
     torch.manual_seed(int(opt.get('manual_seed') or 0))
     with basicsr_log_level(logging.WARNING):
         return build_model(opt)
+
+
+def networks_without_weights(opt, model):
+    """The ``network_*`` blocks of ``opt`` that ``model`` built but whose ``path.pretrain_network_*`` is empty.
+
+    Args:
+        opt (dict): Options from :func:`load_options`.
+        model: The model :func:`build_inference_model` built from them (its networks are ``net_<suffix>``).
+
+    Returns:
+        list[str]: Option keys such as ``['network_refiner']``, in option-file order.
+    """
+    return [key for key in opt if key.startswith('network_')
+            and hasattr(model, 'net_' + key[len('network_'):]) and not opt['path'].get('pretrain_' + key)]
+
+
+def require_weights(opt, model, allow_random):
+    """OptionError naming every built network without weights, unless ``allow_random`` (``--random-weights``)."""
+    missing = networks_without_weights(opt, model)
+    if missing and not allow_random:
+        keys = ', '.join(f'path.pretrain_{key}' for key in missing)
+        raise OptionError(f'{keys} not set: restoring with random weights gives meaningless images; set the weight '
+                          'file(s) in the option file, use --demo restorevar|promptir for the shipped demo '
+                          'checkpoints, or pass --random-weights to run with initial weights on purpose')
 
 
 class ModelRestorer:
@@ -363,6 +391,7 @@ def run(args):
         device = select_device(args.device)
         opt = load_options(model_options(args), root, device)
         model = build_inference_model(opt)
+        require_weights(opt, model, args.random_weights)
         context = context_pair(args, opt, root, model)
         restorer, mode = make_restorer(model, args, context)
     except (OptionError, ValueError, ImageReadError) as error:  # ImageReadError: the model's own val.context
