@@ -126,10 +126,15 @@ def cost_markdown_cells(text):
     return cells
 
 
-def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests):
+def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests, capfd):
     option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('two_by_two'))
     code = main(['benchmark', '-opt', str(option_file), '--root', str(bench_root)])
     assert code == 1  # one method is missing its weights; the others ran
+    progress = capfd.readouterr().err
+    assert 'profiler_st' not in progress  # the memory profiler's native start / stop banners are silenced
+    for method in ('RRDB tiny', 'EDSR tiny', 'degraded input'):  # one progress bar per method and dataset
+        for dataset, images in IMAGES.items():
+            assert re.search(rf'{method} \| {dataset}: 100%.* {images}/{images} ', progress), (method, dataset)
     results = bench_root / 'results' / 'two_by_two'
     markdown = (results / 'quality.md').read_text()
     tables = markdown_tables(markdown)
@@ -161,6 +166,11 @@ def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests
         digest = hashlib.sha256((bench_root / 'pretrained' / name).read_bytes()).hexdigest()
         for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
             assert f'{name} sha256 {digest}' in (results / output).read_text()
+    provenance = ('restorevar_plugin: ', 'git commit: ', 'option file: ', 'device: cpu', 'threads: ', 'torch: ',
+                  'python: ', 'date: ')
+    for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
+        text = (results / output).read_text()
+        assert all(key in text for key in provenance), output
     assert '# torch: ' in (results / 'cost.csv').read_text()
     assert '# option file: ' in (results / 'quality.csv').read_text()
     cost = {row['method']: row for row in read_csv_without_comments(results / 'cost.csv')}
