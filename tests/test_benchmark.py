@@ -10,13 +10,15 @@ from basicsr.archs import build_network
 
 from helpers.runs import REPO
 from restorevar_plugin.benchmark.cost import (
+    MEMORY_DEFINITION,
     ParameterUse,
     count_flops,
+    count_model_cost,
     latent_diffusion_reference,
 )
 from restorevar_plugin.benchmark.options import apply_override, load_benchmark_options
 from restorevar_plugin.benchmark.pipeline import run_benchmark
-from restorevar_plugin.benchmark.tables import DECIMALS, read_csv_without_comments
+from restorevar_plugin.benchmark.tables import COST_COLUMNS, DECIMALS, read_csv_without_comments
 from restorevar_plugin.checkpoints import CHECKPOINTS
 from restorevar_plugin.cli import main
 from restorevar_plugin.harness import OptionError
@@ -109,10 +111,30 @@ def plain(cell):
     return re.sub(r'\*\*|</?u>', '', cell)
 
 
-def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests):
+PEAK = 'peak_memory_per_image_MiB'
+
+
+def cost_markdown_cells(text):
+    """``{method: {CSV field: printed cell}}`` of the cost table in ``cost.md``."""
+    lines = [line for line in text.splitlines() if line.startswith('|')]
+    headers = [cell.strip() for cell in lines[0].strip('|').split('|')]
+    fields = {header: name for name, header, _ in COST_COLUMNS}
+    cells = {}
+    for line in lines[2:]:
+        row = dict(zip((fields[header] for header in headers), (cell.strip() for cell in line.strip('|').split('|'))))
+        cells[row['method']] = row
+    return cells
+
+
+def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests, capfd):
     option_file = write_yaml(bench_root / 'bench.yml', benchmark_options('two_by_two'))
     code = main(['benchmark', '-opt', str(option_file), '--root', str(bench_root)])
     assert code == 1  # one method is missing its weights; the others ran
+    progress = capfd.readouterr().err
+    assert 'profiler_st' not in progress  # the memory profiler's native start / stop banners are silenced
+    for method in ('RRDB tiny', 'EDSR tiny', 'degraded input'):  # one progress bar per method and dataset
+        for dataset, images in IMAGES.items():
+            assert re.search(rf'{method} \| {dataset}: 100%.* {images}/{images} ', progress), (method, dataset)
     results = bench_root / 'results' / 'two_by_two'
     markdown = (results / 'quality.md').read_text()
     tables = markdown_tables(markdown)
@@ -144,12 +166,24 @@ def test_benchmark_tables_missing_weights_and_provenance(bench_root, count_tests
         digest = hashlib.sha256((bench_root / 'pretrained' / name).read_bytes()).hexdigest()
         for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
             assert f'{name} sha256 {digest}' in (results / output).read_text()
+    provenance = ('restorevar_plugin: ', 'git commit: ', 'option file: ', 'device: cpu', 'threads: ', 'torch: ',
+                  'python: ', 'date: ')
+    for output in ('quality.md', 'quality.csv', 'cost.md', 'cost.csv', 'report.html'):
+        text = (results / output).read_text()
+        assert all(key in text for key in provenance), output
     assert '# torch: ' in (results / 'cost.csv').read_text()
     assert '# option file: ' in (results / 'quality.csv').read_text()
     cost = {row['method']: row for row in read_csv_without_comments(results / 'cost.csv')}
     assert cost['Absent']['networks'] == 'missing' and cost['Absent']['paper_time_s'] == '0.201'
     assert float(cost['RRDB tiny']['TFLOPs_per_image']) > 0 and cost['RRDB tiny']['resolution'] == '32x32'
     assert int(cost['EDSR tiny']['timed_images']) == sum(IMAGES.values()) - 1  # after one warm-up image
+    printed = cost_markdown_cells((results / 'cost.md').read_text())
+    for method in ('RRDB tiny', 'EDSR tiny'):  # measured on CPU, the same number in the CSV and the markdown
+        assert float(cost[method][PEAK]) > 0
+        assert printed[method][PEAK] == f'{float(cost[method][PEAK]):.1f}'
+    assert cost['Absent'][PEAK] == '' and printed['Absent'][PEAK] == 'missing'
+    for output in ('cost.md', 'cost.csv', 'report.html'):  # the column's definition travels with it
+        assert MEMORY_DEFINITION in (results / output).read_text().replace('&#x27;', "'")
     # images scored + 1 per chosen picture (one per dataset) + 1 counted for FLOPs, for each method that ran
     assert len(count_tests) == 2 * (sum(IMAGES.values()) + len(IMAGES) + 1)
     grid = results / 'grids' / 'haze'
@@ -305,6 +339,50 @@ def test_parameters_read_by_any_operation_are_counted_as_run():
     assert use.used == {id(used.weight), id(used.bias), id(codebook)}
 
 
+class OneNetworkModel:
+    """The part of a BasicSR model the cost counting uses (``net_g``, ``feed_data``, ``test``) around a network."""
+
+    def __init__(self, network):
+        self.net_g = network.eval()
+
+    def get_bare_model(self, network):
+        return network
+
+    def feed_data(self, data):
+        self.lq = data['lq']
+
+    def test(self):
+        with torch.no_grad():
+            self.output = self.net_g(self.lq)
+
+
+def widening_network(channels):
+    """``(1, 3, H, W) -> (1, channels, H, W) -> (1, 3, H, W)`` by two 1x1 convolutions."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, channels, 1), torch.nn.Conv2d(channels, 3, 1))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (oneDNN convolutions on several threads may add a reordered copy of the
+    output, real memory that the measurement counts), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_peak_memory_on_cpu_counts_the_largest_intermediate_not_the_weights(one_thread):
+    batch = {'lq': torch.rand(1, 3, 256, 256)}  # one float32 channel at 256 x 256 is 0.25 MiB
+    wide = count_model_cost(OneNetworkModel(widening_network(256)), batch, 'cpu')  # a 64 MiB intermediate
+    narrow = count_model_cost(OneNetworkModel(widening_network(16)), batch, 'cpu')  # a 4 MiB intermediate
+    output = 0.75  # the (1, 3, 256, 256) result, held by the model after test()
+    assert 64 <= wide.peak_memory_mib <= 64 + 2 * output + 1
+    assert 4 <= narrow.peak_memory_mib <= 4 + 2 * output + 1
+    heavy = count_model_cost(OneNetworkModel(torch.nn.Linear(4096, 4096)), {'lq': torch.rand(1, 4096)}, 'cpu')
+    assert heavy.params == 4096 * 4097  # 64 MiB of weights, held before the image: not part of its peak
+    assert 0 < heavy.peak_memory_mib < 1
+
+
 def test_sd15_unet_reference_count():
     one_step, twenty = latent_diffusion_reference(steps=20, size=512)
     assert abs(one_step.flops / 0.803e12 - 1) < 0.01
@@ -386,6 +464,12 @@ def test_report_in_a_headless_browser(bench_root, tmp_path):
         by_method = {row['method']: float(row['value']) for row in read_csv_without_comments(results / 'quality.csv')
                      if (row['dataset'], row['metric']) == ('haze', 'PSNR')}
         assert [by_method[method] for method in methods if method in by_method] == sorted(values)
+        for row in read_csv_without_comments(results / 'cost.csv'):  # the cost table holds the CSV's numbers
+            if row[PEAK]:
+                cell = driver.find_element(By.XPATH, f'//table[@id="cost"]//tr[td[1]="{row["method"]}"]'
+                                           f'/td[@data-field="{PEAK}"]')
+                assert float(cell.get_attribute('data-value')) == float(row[PEAK])
+                assert cell.text == f'{float(row[PEAK]):.1f}'
         viewer = driver.find_element(By.CSS_SELECTOR, '.viewer')
         image = viewer.find_element(By.TAG_NAME, 'img')
         assert image.get_attribute('src').endswith('/input.png')

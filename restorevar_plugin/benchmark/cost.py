@@ -8,14 +8,25 @@ would count it as 0; :data:`EXTRA_FLOP_FORMULAS` gives it the formula torch uses
 GPU counts agree. Normalisation, softmax and element-wise operations are not counted (FlopCounterMode counts
 matrix products and convolutions only).
 
+Peak memory (:data:`MEMORY_DEFINITION`): the most tensor memory torch's allocator held at once during that same
+``test()`` call, above what it held just before (the weights, the input already on the device, anything the model
+keeps): on CUDA ``torch.cuda.max_memory_allocated`` minus ``torch.cuda.memory_allocated`` before; on CPU the peak
+of the running sum of every allocation and free of the CPU allocator, as recorded by ``torch.profiler`` with
+``profile_memory=True``. Both count what torch allocates (tensors and kernel buffers), not the process's resident
+size, whose increase depends on what the C allocator kept from earlier images or methods.
+
 The latent-diffusion reference (:func:`latent_diffusion_reference`) counts the Stable Diffusion 1.5 UNet the
 same way: built from its published configuration on the ``meta`` device (no weights, no download), one step on a
 64x64x4 latent (512 px) with 77 text tokens.
 """
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.profiler import DeviceType, ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
@@ -56,6 +67,15 @@ SD15_LATENT_FACTOR = 8  # the SD VAE downsamples by 8: 512 px images are 64x64 l
 PAPER_DIFF_PLUGIN = {'time_s': 2.04, 'tflops': 16.08, 'params_m': 859.50, 'source': 'RestoreVAR paper Table 5'}
 
 
+MEMORY_DEFINITION = ('Peak memory / image: the most tensor memory torch held at once during the test() call of '
+                     'the counted image, above what it held just before (weights, input, model caches); CUDA: '
+                     'torch.cuda.max_memory_allocated minus memory_allocated before; CPU: peak of the running sum of '
+                     'the CPU allocator\'s allocations and frees recorded by torch.profiler (profile_memory=True). '
+                     'Not the process resident size.')
+CPU_ALLOCATOR_DEVICES = (DeviceType.CPU, DeviceType.MKLDNN, DeviceType.IDEEP)
+PROFILER_MEMORY_EVENT = '[memory]'
+
+
 def flop_counter():
     """A silent :class:`FlopCounterMode` with :data:`EXTRA_FLOP_FORMULAS`."""
     return FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
@@ -85,7 +105,7 @@ def parameter_count(module):
 
 @dataclass
 class MeasuredCost:
-    """Cost of one method on one image (FLOPs, parameters) and over the benchmark (time, memory).
+    """Cost of one method on one image (FLOPs, parameters, peak memory) and over the benchmark (time).
 
     Attributes:
         resolution (str): ``'HxW'`` of the counted image.
@@ -96,7 +116,7 @@ class MeasuredCost:
         evaluations (int): Sequential evaluations of the main network per image.
         time_s (float | None): Median wall time per image after warm-up (None: no timed image).
         timed_images (int): Images in the median.
-        peak_memory_mib (float | None): Peak CUDA memory allocated (None on CPU).
+        peak_memory_mib (float | None): Peak memory of the counted image in MiB (:data:`MEMORY_DEFINITION`).
     """
 
     resolution: str
@@ -147,11 +167,71 @@ class ParameterUse(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def count_model_cost(model, batch):
-    """FLOPs and parameters of one ``feed_data(batch)`` + ``test()`` of ``model`` (``batch`` holds one image).
+@contextmanager
+def _native_stderr_silenced():
+    """Discard what native code writes to file descriptor 2 inside the block (the profiler's start / stop banners);
+    the descriptor is restored on exit."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'wb') as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-    Parameters "run" are those any torch operation read during the pass (:class:`ParameterUse`). A model's
-    one-time ``prepare_inference()`` (layout conversion, compilation) runs first and is not counted.
+
+def cpu_peak_bytes(function):
+    """Run ``function()``; return ``(result, peak bytes)``: the maximum over time of the running sum of the CPU
+    allocator's allocations (+) and frees (-) recorded by ``torch.profiler`` (``profile_memory=True``), i.e. the
+    most memory held at once above the level at the start (memory freed that was allocated before counts as 0)."""
+    profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():
+        profiler.start()
+    try:
+        result = function()
+    finally:
+        with _native_stderr_silenced():
+            profiler.stop()
+    records = sorted((event for event in profiler.profiler.kineto_results.events()
+                      if event.name() == PROFILER_MEMORY_EVENT and event.device_type() in CPU_ALLOCATOR_DEVICES),
+                     key=lambda event: event.start_ns())
+    live = peak = 0
+    for record in records:
+        live += record.nbytes()
+        peak = max(peak, live)
+    return result, peak
+
+
+def cuda_peak_bytes(function, device):
+    """Run ``function()`` on ``device``; return ``(result, peak bytes)``: ``torch.cuda.max_memory_allocated`` during
+    the call minus ``torch.cuda.memory_allocated`` before it (the device synchronised on both sides)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = function()
+    torch.cuda.synchronize(device)
+    return result, torch.cuda.max_memory_allocated(device) - before
+
+
+def peak_memory_bytes(function, device):
+    """``(function(), peak bytes)`` under :data:`MEMORY_DEFINITION` on ``device`` (CUDA or CPU)."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return cuda_peak_bytes(function, device)
+    if device.type != 'cpu':
+        raise ValueError(f'peak memory: device {device} is neither CPU nor CUDA')
+    return cpu_peak_bytes(function)
+
+
+def count_model_cost(model, batch, device):
+    """FLOPs, parameters and peak memory of one ``feed_data(batch)`` + ``test()`` of ``model`` on ``device``.
+
+    ``batch`` holds one image. Parameters "run" are those any torch operation read during the pass
+    (:class:`ParameterUse`); peak memory follows :data:`MEMORY_DEFINITION` (the ``test()`` call only, the input
+    already fed). A model's one-time ``prepare_inference()`` (layout conversion, compilation) runs first and is
+    not counted.
     """
     if hasattr(model, 'prepare_inference'):
         model.prepare_inference()
@@ -159,7 +239,7 @@ def count_model_cost(model, batch):
     parameters = [parameter for network in networks.values() for parameter in network.parameters()]
     model.feed_data(batch)
     with ParameterUse(parameters) as use:
-        _, flops = count_flops(model.test)
+        (_, flops), peak_bytes = peak_memory_bytes(lambda: count_flops(model.test), device)
     breakdown = {}
     for name, network in networks.items():
         unique = {id(parameter): parameter for parameter in network.parameters()}
@@ -169,7 +249,7 @@ def count_model_cost(model, batch):
     return MeasuredCost(resolution=f'{height}x{width}', flops=int(flops),
                         params=sum(total for total, _ in breakdown.values()),
                         params_run=sum(run for _, run in breakdown.values()), networks=breakdown,
-                        evaluations=network_evaluations(model))
+                        evaluations=network_evaluations(model), peak_memory_mib=peak_bytes / 2**20)
 
 
 def median_time(seconds, warmup):

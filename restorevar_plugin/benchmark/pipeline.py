@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from restorevar_plugin.atomic_files import write_text_whole
-from restorevar_plugin.benchmark.cost import latent_diffusion_reference
+from restorevar_plugin.benchmark.cost import MEMORY_DEFINITION, latent_diffusion_reference
 from restorevar_plugin.benchmark.grids import comparison_grid, save_image_whole
 from restorevar_plugin.benchmark.options import (
     DEGRADED_INPUT,
@@ -121,8 +121,9 @@ def cost_notes(spec, results, references):
              'Network evaluations: sequential passes of the main network per image (RestoreVAR: one transformer '
              'pass per scale; single-pass networks: 1; latent diffusion: UNet steps).',
              f'Time: median wall time per image over every benchmark image after the first {warmup} (warm-up), '
-             'CUDA synchronised; peak memory: torch.cuda.max_memory_allocated (CUDA only, not measured on CPU).',
-             f'FLOPs counted on one image of {spec.cost["dataset"]} (the benchmark resolution).',
+             'CUDA synchronised.',
+             MEMORY_DEFINITION,
+             f'FLOPs and peak memory counted on one image of {spec.cost["dataset"]} (the benchmark resolution).',
              'Paper columns: the RestoreVAR paper\'s own figures (Tables 5, 6 of the appendix), which do not follow '
              'one convention: its RestoreVAR 1.05 TFLOPs matches the multiply-adds of transformer + refiner, its '
              'Diff-Plugin 16.08 TFLOPs is 2 x multiply-adds of 20 SD-1.5 UNet steps.']

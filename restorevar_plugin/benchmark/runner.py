@@ -5,7 +5,7 @@ Layout under ``<root>/results/<name>/``::
     cache/<method>/<dataset>.jsonl   first line {"fingerprint": ...}, then one scored row per image, appended as
                                      each image is done; a different fingerprint (options, weights, dataset,
                                      protocol or device changed) discards the file and the method's pictures
-    cache/<method>/cost.json         FLOPs and parameters of one image, peak memory
+    cache/<method>/cost.json         FLOPs, parameters and peak memory of one image
     images/<dataset>/<image>/        input.png, gt.png and <method>.png of the images chosen for grids and report
 
 A method whose weight files are missing is reported (file, where it was looked for, where to get it) and skipped.
@@ -23,7 +23,7 @@ from basicsr.data import build_dataset
 from basicsr.utils import imwrite, tensor2img
 from torch.utils.data import Dataset, default_collate
 
-from restorevar_plugin.benchmark.cost import MeasuredCost, count_model_cost, median_time
+from restorevar_plugin.benchmark.cost import MEMORY_DEFINITION, MeasuredCost, count_model_cost, median_time
 from restorevar_plugin.benchmark.options import DEGRADED_INPUT, slugify
 from restorevar_plugin.benchmark.provenance import sha256_file
 from restorevar_plugin.checkpoints import resolve_checkpoint
@@ -279,22 +279,22 @@ class BenchmarkRun:
                 selected.files[slug] = target
 
     def _counted_cost(self, model, slug, model_opt, checkpoints):
-        """FLOPs and parameters of one image of ``cost.dataset`` (``cache/<slug>/cost.json``), counted before the
-        evaluation so that nothing the model caches between images (e.g. context features) is left out."""
+        """FLOPs, parameters and peak memory of one image of ``cost.dataset`` (``cache/<slug>/cost.json``), counted
+        before the evaluation so that nothing the model caches between images (e.g. context features) is left
+        out."""
         path = self.results_dir / 'cache' / slug / 'cost.json'
-        key = self._fingerprint(model_opt, self.spec.datasets[self.spec.cost['dataset']], checkpoints)
+        key = fingerprint(self._fingerprint(model_opt, self.spec.datasets[self.spec.cost['dataset']], checkpoints),
+                          MEMORY_DEFINITION)
         stored = json.loads(path.read_text()) if path.is_file() else {}
         if stored.get('fingerprint') != key:
             dataset = self.datasets[self.spec.cost['dataset']]
-            stored = {'fingerprint': key, 'cost': asdict(count_model_cost(model, default_collate([dataset[0]])))}
+            cost = count_model_cost(model, default_collate([dataset[0]]), self.device)
+            stored = {'fingerprint': key, 'cost': asdict(cost)}
             self._store(path, stored)
         return stored
 
-    def _timed_cost(self, stored, slug, evaluations, computed):
-        """The counted cost plus the median time per image after warm-up and the peak CUDA memory."""
-        if computed and self.device.type == 'cuda':
-            stored['cost']['peak_memory_mib'] = torch.cuda.max_memory_allocated(self.device) / 2**20
-            self._store(self.results_dir / 'cache' / slug / 'cost.json', stored)
+    def _timed_cost(self, stored, evaluations):
+        """The counted cost plus the median time per image after warm-up."""
         cost = MeasuredCost(**stored['cost'])
         seconds = [row.get('time_s') for evaluation in evaluations.values() for row in evaluation.rows]
         cost.time_s, cost.timed_images = median_time(seconds, self.spec.cost['warmup'])
@@ -316,14 +316,12 @@ class BenchmarkRun:
         result.missing = missing_checkpoints(checkpoints)
         if result.missing:
             return result
-        if self.device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(self.device)
         model = build_inference_model(model_opt)
         counted = self._counted_cost(model, method.slug, model_opt, checkpoints)  # first: no cache warmed up yet
         result.evaluations, result.computed_images = self._evaluate(model, method.label, method.slug, model_opt,
                                                                     checkpoints)
         self._save_visuals(model, method.slug)
-        result.cost = self._timed_cost(counted, method.slug, result.evaluations, result.computed_images)
+        result.cost = self._timed_cost(counted, result.evaluations)
         del model
         return result
 

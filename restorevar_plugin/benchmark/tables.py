@@ -199,8 +199,8 @@ def read_csv_without_comments(path):
 
 
 COST_FIELDS = ['method', 'params_M', 'params_run_per_image_M', 'networks', 'resolution', 'TFLOPs_per_image',
-               'network_evaluations_per_image', 'time_per_image_s', 'timed_images', 'peak_memory_MiB', 'device',
-               'threads', 'paper_time_s', 'paper_TFLOPs', 'paper_params_M', 'paper_source']
+               'network_evaluations_per_image', 'time_per_image_s', 'timed_images', 'peak_memory_per_image_MiB',
+               'device', 'threads', 'paper_time_s', 'paper_TFLOPs', 'paper_params_M', 'paper_source']
 
 
 def _networks_text(networks):
@@ -231,7 +231,7 @@ def cost_rows(results, references, device, threads):
                        networks=_networks_text(cost.networks), resolution=cost.resolution,
                        TFLOPs_per_image=cost.flops / 1e12, network_evaluations_per_image=cost.evaluations,
                        time_per_image_s=cost.time_s, timed_images=cost.timed_images,
-                       peak_memory_MiB=cost.peak_memory_mib)
+                       peak_memory_per_image_MiB=cost.peak_memory_mib)
         rows.append(row)
     for reference in references:
         paper = reference.paper or {}
@@ -252,7 +252,7 @@ COST_COLUMNS = [  # (field, markdown header, format)
     ('TFLOPs_per_image', 'TFLOPs / image', '{:.4g}'),
     ('network_evaluations_per_image', 'Network evaluations / image', '{}'),
     ('time_per_image_s', 'Time / image (s, median)', '{:.4f}'),
-    ('peak_memory_MiB', 'Peak memory (MiB)', '{:.0f}'),
+    ('peak_memory_per_image_MiB', 'Peak memory / image (MiB, tensors above weights)', '{:.1f}'),
     ('device', 'Device', '{}'),
     ('threads', 'Threads', '{}'),
     ('paper_time_s', 'Paper: time (s)', '{}'),
