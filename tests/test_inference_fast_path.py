@@ -116,11 +116,12 @@ def test_model_restore_equals_the_official_procedure_and_keeps_fp32_islands_unde
         return lambda module, inputs, output: seen.setdefault(name, output.dtype) and None
 
     hooks = [model.net_g.blocks[0].ffn.fc1.register_forward_hook(record('ffn')),
-             model.net_g.word_embed.register_forward_hook(record('embed'))]
+             model.net_g.word_embed.register_forward_hook(record('embed')),
+             model.net_g.head.register_forward_hook(record('head'))]
     reduced = model.restore(img)
     for hook in hooks:
         hook.remove()
-    assert seen == {'ffn': torch.bfloat16, 'embed': torch.float32}
+    assert seen == {'ffn': torch.bfloat16, 'embed': torch.float32, 'head': torch.float32}  # greedy choice in fp32
     assert model.net_g.blocks[0].ffn.fc1.weight.dtype == torch.float32  # cast for the call only
     assert reduced.dtype == torch.float32 and reduced.shape == restored.shape
     assert 0 < (reduced - restored).abs().max() < 0.5

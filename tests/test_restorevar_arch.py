@@ -453,3 +453,16 @@ def test_condition_and_start_tokens_are_embedded_in_fp32_under_autocast():
     assert start_tokens.dtype == torch.float32
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
     torch.testing.assert_close(logits, net(cond, teacher), atol=0.5, rtol=0.1)
+
+
+def test_greedy_indices_are_chosen_in_fp32_under_bf16_autocast():
+    net = tiny_transformer(gates=0.5)
+    hidden = torch.randn(2, 30, net.embed_dim)
+    hidden_bf16 = hidden.bfloat16()
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        chosen = net.greedy_indices(hidden_bf16)
+        rounded = net.logits(hidden_bf16)  # the bf16 head, for contrast
+    exact = net.logits(hidden_bf16.float())
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)  # the bf16 head rounds the logits
+    assert chosen.dtype == torch.int64 and chosen.shape == (2, 30)
+    assert torch.equal(chosen, exact.argmax(dim=-1))

@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 from restorevar_plugin.archs.layers import multiscale_quantizer
 from restorevar_plugin.archs.layers.multiscale_quantizer import phi_indices_for
-from restorevar_plugin.archs.layers.vqvae_blocks import AttnBlock
+from restorevar_plugin.archs.layers.vqvae_blocks import AttnBlock, Upsample
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 from restorevar_plugin.checkpoints import load_state_dict
 
@@ -475,3 +475,20 @@ def test_bad_inputs_raise_clear_errors():
         MultiScaleVQVAE(**dict(TINY, share_quant_resi=1))
     with pytest.raises(ValueError, match='divisible by 32'):
         MultiScaleVQVAE(**dict(TINY, ch=48))
+
+
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_upsample_phase_convolution_equals_nearest_then_conv_with_gradients(layout):
+    torch.manual_seed(3)
+    upsample = Upsample(32)
+    x = torch.randn(2, 32, 5, 7).contiguous(memory_format=layout).requires_grad_()
+    out = upsample(x)
+    reference = upsample.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
+    assert out.shape == (2, 32, 10, 14)
+    assert out.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=0)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, upsample.conv.weight, upsample.conv.bias], grad)
+    expected = torch.autograd.grad(reference, [x, upsample.conv.weight, upsample.conv.bias], grad)
+    for mine, theirs in zip(got, expected):
+        torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-5)

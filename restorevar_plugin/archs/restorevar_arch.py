@@ -291,6 +291,16 @@ class RestoreVARTransformer(nn.Module):
         """Token logits ``(B, N, V)`` float32 from last-block hidden states ``(B, N, C)``."""
         return self.head(self.head_nm(hidden)).float()
 
+    def greedy_indices(self, hidden):
+        """Argmax tokens ``(B, N)`` int64 of hidden states ``(B, N, C)``, with the head always in float32.
+
+        Under reduced-precision autocast the blocks run in bf16 / fp16, but the choice between two close
+        logits is made in float32: a bf16 head rounds the logits to 8 bits of mantissa, and most greedy
+        indices that differ from fp32 are such near-ties. Costs one fp32 ``C x V`` matmul per token.
+        """
+        with full_precision(hidden.device):
+            return self.head(self.head_nm(hidden.float())).argmax(dim=-1)
+
     def example_inputs(self, batch_size=2, generator=None):
         """``(cond, teacher_input)`` for :meth:`forward`: standard-normal ``(batch_size, z_channels, G, G)`` and
         ``(batch_size, seq_len - patch_nums[0] ** 2, z_channels)``."""
@@ -366,7 +376,7 @@ class RestoreVARTransformer(nn.Module):
                     torch.cat(prefix, dim=1), self.rope[:end], cond_kvs, attn_mask=self.block_causal_mask(end))
                 x = x[:, start:]
             hidden.append(x)
-            indices.append(self.logits(x).argmax(dim=-1))
+            indices.append(self.greedy_indices(x))
             codes = vqvae.quantize.embed_indices(indices[-1], scale)
             f_hat, next_input = vqvae.quantize.next_scale_input(scale, f_hat, codes)
             if next_input is not None:

@@ -4,8 +4,9 @@
 dtype. bf16 works on CPU and GPU. fp16 is honoured on GPU only; on a CPU-only run it falls back to fp32 with
 a warning (the same rule as ``train.amp``: one option file serves both machines, and fp16 autocast on CPU
 is neither faster nor what the official model was validated with). RestoreVAR keeps the official model's
-fp32 islands under autocast (condition and start-token embeddings, the quantizer's arithmetic); results are
-returned as float32.
+fp32 islands under autocast (condition and start-token embeddings, the quantizer's arithmetic) and adds one:
+the output head that picks the greedy tokens runs in float32, so near-tied logits are not decided by bf16
+rounding; results are returned as float32.
 
 ``val.compile: true`` (default false) compiles the convolutional and fixed-shape networks in place with
 ``nn.Module.compile`` (state-dict keys unchanged); results change only within the chosen precision.
@@ -58,7 +59,7 @@ def linear_weights_in(dtype, modules):
 
     Autocast casts a Linear's float32 weight to the autocast dtype at every call and caches the cast only for
     parameters that require gradients, which frozen inference networks do not: a network called once per
-    scale (the transformer's blocks and head) would re-cast all its weights at every scale. Casting them once
+    scale (the transformer's blocks) would re-cast all its weights at every scale. Casting them once
     here gives the same values (the same rounding) at the cost of one cast per batch. The original float32
     tensors are put back on exit. A no-op for ``dtype=None``. Use only under autocast to ``dtype``.
 

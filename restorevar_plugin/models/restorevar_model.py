@@ -250,7 +250,7 @@ class RestoreVARModel(PluginBaseModel):
         with inference_autocast(dtype, self.device):
             with measure('encoder'):
                 cond = vqvae.encode_features(lq.contiguous(memory_format=layout))
-            with measure('generation'), linear_weights_in(dtype, [transformer.blocks, transformer.head]):
+            with measure('generation'), linear_weights_in(dtype, [transformer.blocks]):
                 generated = transformer.generate(cond, vqvae)
             latent = generated.f_hat
             if refiner is not None:
