@@ -186,6 +186,25 @@ def test_initialisation_follows_the_official_rules():
     assert torch.allclose(block.cross_attn.scale_mul_1H11, torch.full((1, 4, 1, 1), math.log(4.0)))
 
 
+
+def test_cond_gain_init_opens_every_condition_gate_from_the_start():
+    kwargs = dict(depth=2, embed_dim=32, num_heads=2, vocab_size=64, z_channels=8, patch_nums=TINY_PATCH_NUMS)
+    torch.manual_seed(0)
+    official = RestoreVARTransformer(**kwargs)
+    torch.manual_seed(0)
+    opened = RestoreVARTransformer(cond_gain_init=1.0, **kwargs)
+    gates = [opened.global_embed_gain] + [block.cross_attn.gain for block in opened.blocks]
+    assert [gate.item() for gate in gates] == [1.0, 1.0, 1.0]
+    for (name, mine), (_, theirs) in zip(opened.state_dict().items(), official.state_dict().items()):
+        if not name.endswith('gain'):
+            assert torch.equal(mine, theirs), name  # only the gates differ from the official initialisation
+    vqvae = tiny_vqvae()
+    teacher_input = teacher_input_for(vqvae, 2, seed=3)
+    with torch.no_grad():
+        logits_a, logits_b = (opened(random_cond(2, seed=s), teacher_input) for s in (4, 5))
+    assert (logits_a - logits_b).abs().max() > 1e-4  # a fresh model already depends on the condition
+
+
 # ------------------------------------------------------------------------------------------ forward behaviour
 def test_zero_gates_make_outputs_independent_of_the_condition():
     vqvae = tiny_vqvae()

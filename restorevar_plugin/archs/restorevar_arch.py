@@ -118,6 +118,10 @@ class RestoreVARTransformer(nn.Module):
         num_heads (int | None): Override of the head count; None gives ``depth``.
         mlp_ratio (float): FFN hidden size / C.
         norm_eps (float): Epsilon of the non-affine LayerNorms.
+        cond_gain_init (float): Initial value of the condition gates (every block's ``cross_attn.gain`` and
+            ``global_embed_gain``). 0, the official value, makes a fresh model ignore the condition, which is
+            what fine-tuning from a pretrained VAR wants (the gates open as the condition becomes useful);
+            training from scratch, as the CPU demo does, learns to use the condition sooner from 1.
 
     ``TINY_CONFIG`` is a seconds-fast configuration of this class (the dummy configs of diffusers' tests), and
     :meth:`example_inputs` gives valid forward inputs for any configuration; ``tests/test_archs.py`` runs
@@ -139,7 +143,8 @@ class RestoreVARTransformer(nn.Module):
                  embed_dim=None,
                  num_heads=None,
                  mlp_ratio=4.0,
-                 norm_eps=1e-6):
+                 norm_eps=1e-6,
+                 cond_gain_init=0.0):
         super().__init__()
         embed_dim = 64 * depth if embed_dim is None else embed_dim
         num_heads = depth if num_heads is None else num_heads
@@ -149,7 +154,7 @@ class RestoreVARTransformer(nn.Module):
         self.depth, self.embed_dim, self.num_heads = depth, embed_dim, num_heads
         self.vocab_size, self.z_channels, self.num_classes = vocab_size, z_channels, num_classes
         self.patch_nums = tuple(patch_nums)
-        self.rope_base = rope_base
+        self.rope_base, self.cond_gain_init = rope_base, float(cond_gain_init)
         self.grid = self.patch_nums[-1]
         self.scale_spans = []
         start = 0
@@ -186,8 +191,8 @@ class RestoreVARTransformer(nn.Module):
         Linear and Embedding weights ~ trunc_normal(std = sqrt(1 / (3 C))), Linear biases 0, LayerNorm
         weight 1 and bias 0; then ``head.weight`` x 0.02 and every ``attn.proj`` / ``ffn.fc2`` weight
         / sqrt(2 depth) (``cross_attn.out_proj`` is not rescaled, as in the official code). The gates
-        (``gain``, ``global_embed_gain``) start at 0, the temperatures at log 4 and ``q_bias`` / ``v_bias``
-        at 0 from their constructors.
+        (``gain``, ``global_embed_gain``) are set to ``cond_gain_init`` (officially 0); the temperatures start
+        at log 4 and ``q_bias`` / ``v_bias`` at 0 from their constructors.
         """
         std = math.sqrt(1 / (3 * self.embed_dim))
         with torch.no_grad():
@@ -200,9 +205,11 @@ class RestoreVARTransformer(nn.Module):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
             self.head.weight.mul_(0.02)
+            self.global_embed_gain.fill_(self.cond_gain_init)
             for block in self.blocks:
                 block.attn.proj.weight.div_(math.sqrt(2 * self.depth))
                 block.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
+                block.cross_attn.gain.fill_(self.cond_gain_init)
 
     def block_causal_mask(self, length=None):
         """Training mask: a token of scale i attends to every token of scales <= i.
