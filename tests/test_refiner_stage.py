@@ -46,3 +46,34 @@ def test_train_mode_generation_keeps_the_transformer_frozen(tmp_path):
 def test_generate_in_train_mode_must_be_a_boolean(tmp_path):
     with pytest.raises(ValueError, match="train.generate_in_train_mode must be true or false; got 'yes'"):
         stage_model(tmp_path, 'yes', 0.5)
+
+
+def test_image_loss_is_the_l1_of_the_decoded_refined_latent_and_trains_only_the_refiner(tmp_path):
+    opt = tiny_options('restorevar_stage3.yml', tmp_path)
+    opt['train']['image_opt'] = {'type': 'L1Loss', 'loss_weight': 0.5}
+    model = build_model(opt)
+    model.feed_data(fixed_batch(opt, count=2))
+    with torch.no_grad():
+        cond = model.net_vqvae.encode_features(model.lq)
+        target = model.net_vqvae.encode_latent(model.gt).flatten(2).transpose(1, 2)
+        generated = model.stage.generate(cond)
+        refined = model.net_refiner(generated.f_hat.flatten(2).transpose(1, 2), generated.last_hidden)
+        latent = refined.transpose(1, 2).reshape(generated.f_hat.shape)
+        expected_image = 0.5 * (model.net_vqvae.decode_latent(latent) - model.gt).abs().mean()
+        expected_pix = (refined - target).abs().mean() * opt['train']['pixel_opt'].get('loss_weight', 1.0)
+    vqvae_before = {key: value.clone() for key, value in model.net_vqvae.state_dict().items()}
+    refiner_before = {key: value.clone() for key, value in model.net_refiner.state_dict().items()}
+    log = model.stage.optimize(1)
+    torch.testing.assert_close(log['l_image'], expected_image, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log['l_pix'], expected_pix, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(vqvae_before[key], value) for key, value in model.net_vqvae.state_dict().items())
+    assert any(not torch.equal(refiner_before[key], value) for key, value in model.net_refiner.state_dict().items())
+    assert not any(param.requires_grad for param in model.net_vqvae.parameters())
+
+
+def test_without_image_opt_only_the_latent_loss_is_logged(tmp_path):
+    opt = tiny_options('restorevar_stage3.yml', tmp_path)
+    model = build_model(opt)
+    model.feed_data(fixed_batch(opt, count=2))
+    log = model.stage.optimize(1)
+    assert 'l_pix' in log and 'l_image' not in log

@@ -189,6 +189,13 @@ class RestoreVARModel(PluginBaseModel):
         network = getattr(self, attr)
         return None if network is None else self.get_bare_model(network)
 
+    def latent_decoder(self, vqvae=None):
+        """The VQVAE whose ``decode_latent`` turns restored latents into images: ``path.pretrain_decoder``'s when
+        given (the stage-2 decoder beside the stage-1 tokenizer), else ``vqvae`` (default: ``net_vqvae``)."""
+        if self.net_decoder is not None:
+            return self.get_bare_model(self.net_decoder)
+        return vqvae if vqvae is not None else self.get_bare_model(self.net_vqvae)
+
     def prepare_inference(self):
         """One-time preparation of a test run (not training: the networks may be trained in between).
 
@@ -242,7 +249,7 @@ class RestoreVARModel(PluginBaseModel):
             raise ValueError('testing needs network_g (RestoreVARTransformer) and its weights')
         val_opt = self.opt.get('val') or {}
         refiner = self._inference_network('net_refiner') if val_opt.get('use_refiner', True) else None
-        decoder = self.get_bare_model(self.net_decoder) if self.net_decoder is not None else vqvae
+        decoder = self.latent_decoder(vqvae)
         dtype, layout = self._inference_setup()
         training = {name: net.training for name, net in self.networks().items()}
         for network in self.networks().values():

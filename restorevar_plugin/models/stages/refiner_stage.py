@@ -5,6 +5,11 @@ generation and the refiner run under AMP, the VQVAE encodings stay fp32 as in th
 refiner maps ``(f_hat tokens, last-block hidden states)`` to continuous tokens, trained with L1
 (``train.pixel_opt``, BasicSR's ``L1Loss``) against ``encode_latent(gt)`` of the stage-2 VQVAE.
 
+``train.image_opt`` (optional, not in the official recipe): a second loss (e.g. ``{type: L1Loss, loss_weight:
+1.0}``) between the refined latent decoded by the frozen decoder used at test time
+(:meth:`~restorevar_plugin.models.restorevar_model.RestoreVARModel.latent_decoder`) and the GT image, so that
+the refiner is also trained on what the metrics see; the CPU demo recipe uses it.
+
 ``train.generate_in_train_mode`` (default false): the official trainer (``trainer_refiner.py``) leaves the
 frozen transformer in ``train()`` mode, so its DropPath (stochastic depth, up to ``drop_path_rate``) is active
 during this generation and the refiner learns from slightly perturbed generations; ``true`` reproduces that
@@ -33,6 +38,7 @@ class RefinerStage(TrainingStage):
                              'stage')
         if getattr(model, 'net_refiner', None) is None:
             raise ValueError('the refiner stage needs a network_refiner block (LatentRefinerTransformer)')
+        self.cri_image = self.build_weighted_loss('image_opt')
         self.generate_in_train_mode = self.train_opt.get('generate_in_train_mode', False)
         if not isinstance(self.generate_in_train_mode, bool):
             raise ValueError('train.generate_in_train_mode must be true or false; '
@@ -52,7 +58,8 @@ class RefinerStage(TrainingStage):
             return model.net_g.generate(cond, model.net_vqvae)
 
     def optimize(self, current_iter):
-        """Generate (frozen), refine, L1 to the continuous GT latent; returns ``l_pix``."""
+        """Generate (frozen), refine, L1 to the continuous GT latent (plus ``train.image_opt`` on the decoded
+        image); returns ``l_pix`` (and ``l_image``)."""
         model = self.model
         with torch.no_grad():
             cond = model.net_vqvae.encode_features(model.lq)
@@ -64,5 +71,11 @@ class RefinerStage(TrainingStage):
             refined = model.net_refiner(f_hat_tokens, generated.last_hidden)
         loss = self.cri_pix(refined.float(), target)
         log = OrderedDict(l_pix=loss)
+        if self.cri_image is not None:
+            latent = rearrange(refined.float(), 'b (h w) c -> b c h w', h=generated.f_hat.shape[-2])
+            with model.autocast():
+                image = model.latent_decoder().decode_latent(latent)
+            log['l_image'] = self.cri_image(image.float(), model.gt)
+            loss = loss + log['l_image']
         model.backward_and_step(loss, model.optimizer_g, log)
         return log
