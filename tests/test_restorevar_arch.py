@@ -186,7 +186,6 @@ def test_initialisation_follows_the_official_rules():
     assert torch.allclose(block.cross_attn.scale_mul_1H11, torch.full((1, 4, 1, 1), math.log(4.0)))
 
 
-
 def test_cond_gain_init_opens_every_condition_gate_from_the_start():
     kwargs = dict(depth=2, embed_dim=32, num_heads=2, vocab_size=64, z_channels=8, patch_nums=TINY_PATCH_NUMS)
     torch.manual_seed(0)

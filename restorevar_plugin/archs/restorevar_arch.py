@@ -306,7 +306,7 @@ class RestoreVARTransformer(nn.Module):
         indices that differ from fp32 are such near-ties. Costs one fp32 ``C x V`` matmul per token.
         """
         with full_precision(hidden.device):
-            return self.head(self.head_nm(hidden.float())).argmax(dim=-1)
+            return self.logits(hidden.float()).argmax(dim=-1)
 
     def example_inputs(self, batch_size=2, generator=None):
         """``(cond, teacher_input)`` for :meth:`forward`: standard-normal ``(batch_size, z_channels, G, G)`` and

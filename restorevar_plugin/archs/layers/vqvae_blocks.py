@@ -124,21 +124,21 @@ class Upsample(nn.Module):
     def forward(self, x):
         """``(B, C, H, W)`` -> ``(B, C, 2H, 2W)``, channels-last when ``x`` is (else contiguous)."""
         batch, channels, height, width = x.shape
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.phase_weights(), self.conv.bias.repeat(4))
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # Work on the physical (B, H, W, C) order: out[:, i, a, j, b] is output pixel (2i + a, 2j + b).
-            phases = phases.permute(0, 2, 3, 1).unflatten(-1, (2, 2, channels))
-            out = phases.new_empty(batch, height, 2, width, 2, channels)
-            for a in (0, 1):
-                for b in (0, 1):
-                    out[:, :, a, :, b] = phases[:, a:a + height, b:b + width, a, b]
-            return out.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
-        phases = phases.unflatten(1, (2, 2, channels))
-        out = phases.new_empty(batch, channels, height, 2, width, 2)
+        phases = phases.unflatten(1, (2, 2, channels))  # (B, a, b, C, H + 1, W + 1)
+        # out[:, :, i, a, j, b] is output pixel (2i + a, 2j + b), stored (B, H, 2, W, 2, C) for channels-last.
+        if channels_last:
+            storage = phases.new_empty(batch, height, 2, width, 2, channels)
+            out = storage.permute(0, 5, 1, 2, 3, 4)
+        else:
+            out = storage = phases.new_empty(batch, channels, height, 2, width, 2)
         for a in (0, 1):
             for b in (0, 1):
                 out[:, :, :, a, :, b] = phases[:, a, b, :, a:a + height, b:b + width]
-        return out.view(batch, channels, 2 * height, 2 * width)
+        if channels_last:
+            return storage.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+        return storage.view(batch, channels, 2 * height, 2 * width)
 
 
 class MidBlock(nn.Module):

@@ -8,7 +8,7 @@ refiner maps ``(f_hat tokens, last-block hidden states)`` to continuous tokens, 
 ``train.image_opt`` (optional, not in the official recipe): a second loss (e.g. ``{type: L1Loss, loss_weight:
 1.0}``) between the refined latent decoded by the frozen decoder used at test time
 (:meth:`~restorevar_plugin.models.restorevar_model.RestoreVARModel.latent_decoder`) and the GT image, so that
-the refiner is also trained on what the metrics see; the CPU demo recipe uses it.
+the refiner is also trained on what the metrics see (on the CPU demo it did not help: README).
 
 ``train.generate_in_train_mode`` (default false): the official trainer (``trainer_refiner.py``) leaves the
 frozen transformer in ``train()`` mode, so its DropPath (stochastic depth, up to ``drop_path_rate``) is active
