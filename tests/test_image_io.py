@@ -50,6 +50,11 @@ def test_formats_without_16_bits_get_8_bits_scaled_not_saturated():
 def test_bad_alpha_and_atomic_write(tmp_path):
     with pytest.raises(ValueError, match='alpha of shape'):
         encode_image_like(np.zeros((4, 4, 3)), ImageInfo(4, 4, 4, 8), np.zeros((3, 4), np.uint8), '.png')
+    for suffix in ('.jpg', '.JPEG'):
+        with pytest.raises(ValueError, match='cannot hold the alpha channel'):
+            encode_image_like(np.zeros((4, 4, 3)), ImageInfo(4, 4, 4, 8), np.zeros((4, 4), np.uint8), suffix)
+    rgb_only = decode(encode_image_like(np.zeros((4, 4, 3)), ImageInfo(4, 4, 3, 8), None, '.jpg'))
+    assert rgb_only.shape == (4, 4, 3)
     target = tmp_path / 'deep' / 'out.png'
     write_bytes_whole(target, b'abc')
     write_bytes_whole(target, b'defg')

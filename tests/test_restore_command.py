@@ -216,6 +216,14 @@ def test_a_corrupt_file_is_reported_and_the_others_written(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / 'out')) == ['good0.png', 'good1.png', 'good2.png']
 
 
+def test_an_rgba_image_named_as_a_jpeg_output_is_reported_not_written_without_alpha(tmp_path, capsys):
+    write_image(str(tmp_path / 'alpha.png'), random_image((12, 14, 4), seed=11))
+    assert restore(tmp_path, restoration_options(), '-i', tmp_path / 'alpha.png', '-o', tmp_path / 'out.jpg') == 1
+    err = capsys.readouterr().err
+    assert 'alpha.png' in err and 'cannot hold the alpha channel' in err and '1 image(s) failed' in err
+    assert not (tmp_path / 'out.jpg').exists()
+
+
 def test_in_context_pair_reaches_the_model(tmp_path, capsys):
     write_image(str(tmp_path / 'in' / 'query.png'), np.full((12, 12, 3), 100, np.uint8))
     write_image(str(tmp_path / 'ctx_lq.png'), np.full((20, 20, 3), 50, np.uint8))

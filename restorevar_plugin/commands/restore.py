@@ -29,7 +29,8 @@ refuses to run without one.
 ``IN`` is an image or a folder (searched recursively for .png .jpg .jpeg .bmp .tif .tiff .webp); ``OUT`` is the
 output folder (the input's relative paths and file names are kept), or, for a single input image, a file name
 with an image extension. Each output keeps its file's layout: bit depth (16-bit PNG/TIFF stay 16-bit), gray
-stays gray (restored as RGB, converted back with BT.601 luma), an alpha channel is passed through unchanged.
+stays gray (restored as RGB, converted back with BT.601 luma), an alpha channel is passed through unchanged
+(a JPEG output cannot hold one: such an image is reported as failed, not written without it).
 Same-size images are restored together, ``--batch-size`` at a time (tiles, when tiling); one progress bar counts
 images, a second one the tiles of the images in work (when they need more than one forward pass). Every output is
 written whole (temporary file, then rename). ``restore`` refuses to run when ``OUT`` is ``IN`` or when any

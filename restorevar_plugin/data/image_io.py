@@ -68,6 +68,7 @@ def split_lmdb_path(path):
 SCALES = {np.dtype(np.uint8): (8, 255.0), np.dtype(np.uint16): (16, 65535.0), np.dtype(np.float32): (32, 1.0)}
 DTYPES = {bit_depth: dtype for dtype, (bit_depth, _) in SCALES.items()}
 FORMAT_BIT_DEPTHS = {'.png': (8, 16), '.tif': (8, 16, 32), '.tiff': (8, 16, 32)}  # every other format: 8 bits
+FORMATS_WITHOUT_ALPHA = ('.jpg', '.jpeg')  # OpenCV's JPEG encoder drops a fourth channel without a message
 
 
 class ImageLayers(NamedTuple):
@@ -147,9 +148,12 @@ def encode_image_like(rgb, info, alpha, suffix):
         bytes: The encoded file.
 
     Raises:
-        ValueError: The format cannot hold this layout (OpenCV refuses the encoding), or ``alpha`` does not
-            match ``rgb``'s size.
+        ValueError: The format cannot hold this layout (OpenCV refuses the encoding, or ``alpha`` is given for a
+            format of :data:`FORMATS_WITHOUT_ALPHA`), or ``alpha`` does not match ``rgb``'s size.
     """
+    if alpha is not None and suffix.lower() in FORMATS_WITHOUT_ALPHA:
+        raise ValueError(f'{suffix} cannot hold the alpha channel of this image; name a .png, .webp, .tif or .bmp '
+                         'output to keep it')
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     depths = FORMAT_BIT_DEPTHS.get(suffix.lower(), (8, ))
     dtype = DTYPES[max(depth for depth in depths if depth <= info.bit_depth)]
