@@ -151,11 +151,12 @@ def encode_image_like(rgb, info, alpha, suffix):
         ValueError: The format cannot hold this layout (OpenCV refuses the encoding, or ``alpha`` is given for a
             format of :data:`FORMATS_WITHOUT_ALPHA`), or ``alpha`` does not match ``rgb``'s size.
     """
-    if alpha is not None and suffix.lower() in FORMATS_WITHOUT_ALPHA:
+    extension = suffix.lower()
+    if alpha is not None and extension in FORMATS_WITHOUT_ALPHA:
         raise ValueError(f'{suffix} cannot hold the alpha channel of this image; name a .png, .webp, .tif or .bmp '
                          'output to keep it')
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
-    depths = FORMAT_BIT_DEPTHS.get(suffix.lower(), (8, ))
+    depths = FORMAT_BIT_DEPTHS.get(extension, (8, ))
     dtype = DTYPES[max(depth for depth in depths if depth <= info.bit_depth)]
     scale = SCALES[np.dtype(dtype)][1]
     if info.channels == 1:
