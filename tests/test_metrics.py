@@ -166,8 +166,9 @@ def test_lpips_metric_uses_the_lpips_loss_network(lpips_home):
     distance = calculate_lpips(bgr(pred), bgr(gt))
     assert distance > 0
     expected = LPIPSLoss()(chw(pred)[None], chw(gt)[None]).item()
-    assert distance == pytest.approx(expected, rel=1e-6)
-    assert lpips_tensor(chw(pred), chw(gt)) == pytest.approx(expected, rel=1e-6)
+    # float32 through different CPU kernels (inference mode here, autograd in the loss): measured 2e-6 apart
+    assert distance == pytest.approx(expected, rel=1e-5)
+    assert lpips_tensor(chw(pred), chw(gt)) == pytest.approx(expected, rel=1e-5)
     assert lpips_network() is lpips_network()
 
 
