@@ -13,6 +13,7 @@ from restorevar_plugin.data.degradations import (
     motion_blur_kernel,
     parse_degradation,
 )
+from restorevar_plugin.data.item_randomness import item_rng
 from restorevar_plugin.data.synthetic_degradation_dataset import BUNDLED_SPLITS
 from restorevar_plugin.data.transforms import lanczos_resize
 
@@ -135,3 +136,42 @@ def test_clean_folder_source_and_option_errors(tmp_path):
         make_synthetic(crop_size=32)
     with pytest.raises(ValueError, match=r'load_size \(16\) must be at least size \(32\)'):
         make_synthetic(load_size=16)
+
+
+def dihedral_modes(image):
+    """The 8 flips / rotations of an ``(H, W, C)`` square image, keyed by name."""
+    modes = {}
+    for name, turned in (('', image), ('t', image.transpose(1, 0, 2))):
+        for flips, out in (('', turned), ('h', turned[:, ::-1]), ('v', turned[::-1]), ('hv', turned[::-1, ::-1])):
+            modes.setdefault(name + flips, out)
+    return modes
+
+
+@pytest.mark.parametrize('options, count', [({}, 1), ({'use_hflip': True}, 2), ({'use_rot': True}, 4),
+                                            ({'use_hflip': True, 'use_rot': True}, 8)])
+def test_train_crops_are_flipped_and_rotated_as_asked_before_degradation(tmp_path, options, count):
+    write_image(str(tmp_path / 'clean' / 'img.png'), size=(32, 32), seed=3)
+    dataset = make_synthetic(phase='train', clean_folder=str(tmp_path / 'clean'), degradations=['haze'],
+                             load_size=32, **options)
+    modes = {name: np.ascontiguousarray(out) for name, out in dihedral_modes(dataset.clean_image(0)).items()}
+    seen = set()
+    for seed in range(48):
+        torch.manual_seed(seed)
+        item = dataset[0]
+        gt = item['gt'].permute(1, 2, 0).numpy()
+        name = next(name for name, out in modes.items() if np.array_equal(gt, out))
+        seen.add(name)
+        torch.manual_seed(seed)
+        rng = item_rng(0, 0, 'train')
+        rng.integers(0, 1), rng.integers(0, 1)  # the crop's draws
+        dataset.augment(modes[''], rng)
+        assert np.allclose(item['lq'].permute(1, 2, 0).numpy(), degrade(modes[name], 'haze', rng), atol=1e-6)
+    assert len(seen) == count
+    val = make_synthetic(phase='val', clean_folder=str(tmp_path / 'clean'), degradations=['haze'], load_size=32,
+                         **options)
+    assert np.array_equal(val[0]['gt'].permute(1, 2, 0).numpy(), modes[''])
+
+
+def test_flip_options_must_be_booleans():
+    with pytest.raises(ValueError, match="use_rot must be true or false; got 'yes'"):
+        make_synthetic(use_rot='yes')

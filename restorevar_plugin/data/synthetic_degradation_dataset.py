@@ -13,6 +13,8 @@ The clean images are photographs the installed dependencies ship (no download, s
         degradations: [haze, rain, snow, low_light, blur]   # mixes such as haze+rain allowed
         size: 64                # side of the square crops returned
         load_size: 96           # shorter side the clean image is resized to first (default 1.5 * size)
+        use_hflip: false        # train: random horizontal flip of the clean crop (BasicSR's name)
+        use_rot: false          # train: random vertical flip and transpose too (all 8 dihedral modes)
         seed: 0
 
 ``photos``, ``split`` and ``clean_folder`` exclude each other; without any, ``split`` defaults to train in the
@@ -21,8 +23,9 @@ train phase, else val. ``degradations`` defaults to :data:`DEFAULT_DEGRADATIONS`
 which were used (and which are missing) is logged.
 
 Item ``i`` uses clean image ``i // len(degradations)`` and degradation ``i % len(degradations)``.
-Train items take a random crop and random degradation parameters (seeded, see
-:mod:`restorevar_plugin.data.item_randomness`); val/test items take the centre crop and the same
+Train items take a random crop (flipped / rotated with ``use_hflip`` / ``use_rot``, before it is degraded,
+so rain still falls and haze still thickens the way the degradation draws them) and random degradation
+parameters (seeded, see :mod:`restorevar_plugin.data.item_randomness`); val/test items take the centre crop and the same
 degradation every epoch. Items are the dict of ``MultiDegradationPairedDataset``: ``lq``, ``gt``
 (``(3, size, size)`` float32 RGB in [0, 1]), ``lq_path``, ``gt_path``, ``degradation``, ``dataset``;
 ``lq_path`` is a virtual, unique ``<image>_<degradation>_<index>.png`` name (BasicSR names saved
@@ -52,7 +55,8 @@ BUNDLED_SPLITS = {split: tuple(photo.name for photo in DEMO_PHOTOGRAPHS
                   for split, photo_split in (('train', 'train'), ('val', 'test'))}
 DEFAULT_DEGRADATIONS = ('haze', 'rain', 'snow', 'low_light', 'blur')
 DEMO_DEGRADATIONS = DEFAULT_DEGRADATIONS + ('haze+rain', )
-OPTION_KEYS = ('degradations', 'photos', 'split', 'clean_folder', 'size', 'load_size', 'seed')
+OPTION_KEYS = ('degradations', 'photos', 'split', 'clean_folder', 'size', 'load_size', 'use_hflip', 'use_rot',
+               'seed')
 
 
 @DATASET_REGISTRY.register()
@@ -87,6 +91,10 @@ class SyntheticDegradationDataset(data.Dataset):
                 raise ValueError(f'{where}: {key} must be a positive integer; got {value!r}')
         if self.load_size < self.size:
             raise ValueError(f'{where}: load_size ({self.load_size}) must be at least size ({self.size})')
+        self.use_hflip, self.use_rot = opt.get('use_hflip', False), opt.get('use_rot', False)
+        for key, value in (('use_hflip', self.use_hflip), ('use_rot', self.use_rot)):
+            if not isinstance(value, bool):
+                raise ValueError(f'{where}: {key} must be true or false; got {value!r}')
         self.seed = int(opt.get('seed', 0))
         self.reader = ImageReader()
         self._cache = {}
@@ -142,13 +150,34 @@ class SyntheticDegradationDataset(data.Dataset):
         rng = item_rng(index, self.seed, self.phase)
         clean = self.clean_image(source_index)
         if self.phase == 'train':
-            clean = random_crop([clean], self.size, rng)[0]
+            clean = self.augment(random_crop([clean], self.size, rng)[0], rng)
         else:
             clean = center_crop(clean, self.size)
         clean = np.ascontiguousarray(clean)
         degraded = degrade(clean, degradation, rng)
         return dict(self.item_labels(index), lq=img2tensor(degraded, bgr2rgb=False, float32=True),
                     gt=img2tensor(clean, bgr2rgb=False, float32=True))
+
+    def augment(self, crop, rng):
+        """``crop`` flipped left-right (``use_hflip``), up-down and transposed (``use_rot``), each with p = 0.5.
+
+        Draws nothing from ``rng`` when both options are off, so the items stay those of earlier versions.
+
+        Args:
+            crop (np.ndarray): ``(size, size, 3)`` float32 RGB in [0, 1].
+            rng (numpy.random.Generator): The item's randomness.
+
+        Returns:
+            np.ndarray: The crop in one of the 2 (``use_hflip``), 4 (``use_rot``) or 8 (both) dihedral modes.
+        """
+        if self.use_hflip and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if self.use_rot:
+            if rng.random() < 0.5:
+                crop = crop[::-1]
+            if rng.random() < 0.5:
+                crop = crop.transpose(1, 0, 2)
+        return crop
 
     def item_labels(self, index):
         """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without making its images."""
