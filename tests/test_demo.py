@@ -17,6 +17,7 @@ from restorevar_plugin.demo.recipe import (
     load_manifest,
     option_file,
     shipped_weights,
+    stage_by_name,
     stage_checkpoint,
 )
 from restorevar_plugin.demo.shipping import (
@@ -117,9 +118,23 @@ def test_demo_train_quick_then_reuse_and_ship(tmp_path, capsys):
     assert set(read_timings(tmp_path, 'quick')) == {stage.name for stage in STAGES}
     report = train_budget('quick', tmp_path)
     assert all(entry['reused'] for entry in report.values())
-    manifest = ship_checkpoints(tmp_path, 'quick', destination=tmp_path / 'shipped')
-    assert verify_checkpoints(tmp_path / 'shipped', manifest) == []
+    shipped = tmp_path / 'shipped'
+    manifest = ship_checkpoints(tmp_path, 'quick', destination=shipped)
+    assert verify_checkpoints(shipped, manifest) == []
     assert manifest['files']['restorevar_refiner.pth']['iterations'] == 4
+    bytes_before = {name: (shipped / name).read_bytes() for name in manifest['files']}
+    refiner = stage_checkpoint(tmp_path, 'quick', stage_by_name('refiner'))
+    state = torch.load(refiner, map_location='cpu', weights_only=True)
+    for params in (value for key, value in state.items() if key.startswith('params')):
+        first = next(iter(params))
+        params[first] = params[first] + 1
+    torch.save(state, refiner)
+    again = ship_checkpoints(tmp_path, 'quick', note='refiner changed', destination=shipped)
+    assert verify_checkpoints(shipped, again) == [] and again['note'] == 'refiner changed'
+    for name, record in manifest['files'].items():
+        changed = name == 'restorevar_refiner.pth'
+        assert ((shipped / name).read_bytes() == bytes_before[name]) is not changed, name
+        assert (again['files'][name]['sha256'] == record['sha256']) is not changed, name
 
 
 @pytest.mark.parametrize('argv', [['demo', '--fresh'], ['demo', '--budget', 'quick'], ['demo', '--train']])
