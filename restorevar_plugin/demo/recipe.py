@@ -102,14 +102,14 @@ def shipped_weights(folder=CHECKPOINT_DIR):
     return {slot: Path(folder) / file_name for slot, (_, file_name) in WEIGHTS.items()}
 
 
-def load_manifest(path=MANIFEST_FILE):
-    """A checkpoints manifest (default the shipped ``manifest.json``): ``{'files': {name: {...}}, ...}``.
+def load_manifest():
+    """The shipped checkpoints' manifest (``manifest.json``): ``{'files': {name: {...}}, ...}``.
 
     Raises:
-        FileNotFoundError: The manifest is not there.
+        FileNotFoundError: The manifest is not installed.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'the demo checkpoints manifest {path} is missing: reinstall the package '
+    if not MANIFEST_FILE.is_file():
+        raise FileNotFoundError(f'the demo checkpoints manifest {MANIFEST_FILE} is missing: reinstall the package '
                                 '(pip install -e .) or train your own with basicsr demo --train')
-    with open(path, encoding='utf-8') as handle:
+    with open(MANIFEST_FILE, encoding='utf-8') as handle:
         return json.load(handle)

@@ -4,9 +4,8 @@
 stage's ``params`` (or ``params_ema`` when present) as an fp16 state dict in BasicSR's ``{'params': ...}``
 layout, so the files load through the normal checkpoint path (the model casts them to its own dtype), and
 ``manifest.json`` with each file's sha256, size, the stage and budget that produced it, the command, the
-seed, the measured training time and the machine. A file whose weights are already shipped, unchanged, is
-kept byte for byte with its manifest record (re-pickling would give new bytes and a new sha256 for the same
-weights). :func:`verify_checkpoints` checks files against it and
+seed, the measured training time and the machine; a file's bytes depend only on its weights, so re-shipping
+unchanged weights leaves the file and its sha256 as they were. :func:`verify_checkpoints` checks files against it and
 :func:`require_checkpoints` refuses to go on when some do not match.
 """
 import datetime
@@ -42,12 +41,17 @@ def sha256_of(path):
 
 
 def _save_whole(obj, path):
-    """Save text or a torch object as package data (readable by everyone), whole or not at all."""
+    """Save text or a torch object as package data (readable by everyone), whole or not at all.
+
+    A torch object is saved through an open handle: ``torch.save`` given a file name names the zip archive
+    after it (here a random temporary name), so the same weights would get new bytes and a new sha256.
+    """
     with atomic_output(path, mode=0o644) as tmp_name:
         if isinstance(obj, str):
             Path(tmp_name).write_text(obj, encoding='utf-8')
         else:
-            torch.save(obj, tmp_name)
+            with open(tmp_name, 'wb') as handle:
+                torch.save(obj, handle)
 
 
 def half_params(checkpoint):
@@ -58,22 +62,6 @@ def half_params(checkpoint):
         raise ValueError(f'{checkpoint}: expected a BasicSR checkpoint with params or params_ema; got keys '
                          f'{sorted(state)}')
     return {'params': {key: value.half() if value.is_floating_point() else value for key, value in params.items()}}
-
-
-def same_params(path, checkpoint):
-    """Whether the checkpoint file ``path`` holds exactly ``checkpoint['params']`` (keys, dtypes, values)."""
-    params = torch.load(path, map_location='cpu', weights_only=True).get('params', {})
-    expected = checkpoint['params']
-    return params.keys() == expected.keys() and all(
-        params[key].dtype == value.dtype and torch.equal(params[key], value) for key, value in expected.items())
-
-
-def unchanged_record(target, checkpoint, records):
-    """The manifest record of the shipped file ``target`` if it matches its record and holds ``checkpoint``."""
-    record = records.get(target.name)
-    if record is None or verify_checkpoints(target.parent, {'files': {target.name: record}}):
-        return None
-    return record if same_params(target, checkpoint) else None
 
 
 def machine_description():
@@ -99,14 +87,12 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR, commands
             ``basicsr demo --train --budget <budget>`` as they stand (e.g. shortened with ``--force_yml``).
 
     Returns:
-        dict: The manifest written; a stage whose weights equal the shipped file keeps that file and record.
+        dict: The manifest written.
 
     Raises:
         FileNotFoundError: A stage of the run has no ``*_latest.pth`` (it did not finish).
     """
     timings = read_timings(root, budget)
-    manifest_path = Path(destination) / MANIFEST_FILE.name
-    records = load_manifest(manifest_path)['files'] if manifest_path.is_file() else {}
     files = {}
     for slot, (stage_name, file_name) in WEIGHTS.items():
         stage = stage_by_name(stage_name)
@@ -115,12 +101,7 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR, commands
             raise FileNotFoundError(f'{source} is missing: the {stage_name} stage of budget {budget} has not finished '
                                     f'(run basicsr demo --train --budget {budget})')
         target = Path(destination) / file_name
-        checkpoint = half_params(source)
-        kept = unchanged_record(target, checkpoint, records)
-        if kept is not None:
-            files[file_name] = kept
-            continue
-        _save_whole(checkpoint, target)
+        _save_whole(half_params(source), target)
         with open(option_file(budget, stage), encoding='utf-8') as handle:
             seed = yaml.safe_load(handle).get('manual_seed')
         files[file_name] = {
@@ -143,7 +124,7 @@ def ship_checkpoints(root, budget, note='', destination=CHECKPOINT_DIR, commands
         'note': note,
         'files': files,
     }
-    _save_whole(json.dumps(manifest, indent=2) + '\n', manifest_path)
+    _save_whole(json.dumps(manifest, indent=2) + '\n', Path(destination) / MANIFEST_FILE.name)
     return manifest
 
 
