@@ -46,6 +46,7 @@ from restorevar_plugin.data.meta import IMAGE_EXTENSIONS
 from restorevar_plugin.data.option_checks import dataset_label, reject_unknown_options
 from restorevar_plugin.data.transforms import (
     center_crop,
+    flip_rotate,
     random_crop,
     resize_shorter_side,
 )
@@ -55,6 +56,10 @@ BUNDLED_SPLITS = {split: tuple(photo.name for photo in DEMO_PHOTOGRAPHS
                   for split, photo_split in (('train', 'train'), ('val', 'test'))}
 DEFAULT_DEGRADATIONS = ('haze', 'rain', 'snow', 'low_light', 'blur')
 DEMO_DEGRADATIONS = DEFAULT_DEGRADATIONS + ('haze+rain', )
+# Modes of transforms.flip_rotate allowed by (use_hflip, use_rot): BasicSR's augment, a left-right flip
+# (5: rotate 180, flip up-down) and/or an up-down flip (1) and a transpose (3; both: 6).
+FLIP_MODES = {(False, False): (0, ), (True, False): (0, 5), (False, True): (0, 1, 3, 6),
+              (True, True): tuple(range(8))}
 OPTION_KEYS = ('degradations', 'photos', 'split', 'clean_folder', 'size', 'load_size', 'use_hflip', 'use_rot',
                'seed')
 
@@ -159,7 +164,7 @@ class SyntheticDegradationDataset(data.Dataset):
                     gt=img2tensor(clean, bgr2rgb=False, float32=True))
 
     def augment(self, crop, rng):
-        """``crop`` flipped left-right (``use_hflip``), up-down and transposed (``use_rot``), each with p = 0.5.
+        """``crop`` in a random one of the dihedral modes the options allow (:data:`FLIP_MODES`).
 
         Draws nothing from ``rng`` when both options are off, so the items stay those of earlier versions.
 
@@ -168,16 +173,10 @@ class SyntheticDegradationDataset(data.Dataset):
             rng (numpy.random.Generator): The item's randomness.
 
         Returns:
-            np.ndarray: The crop in one of the 2 (``use_hflip``), 4 (``use_rot``) or 8 (both) dihedral modes.
+            np.ndarray: The crop in one of 2 (``use_hflip``), 4 (``use_rot``) or 8 (both) modes, equally likely.
         """
-        if self.use_hflip and rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        if self.use_rot:
-            if rng.random() < 0.5:
-                crop = crop[::-1]
-            if rng.random() < 0.5:
-                crop = crop.transpose(1, 0, 2)
-        return crop
+        modes = FLIP_MODES[self.use_hflip, self.use_rot]
+        return crop if len(modes) == 1 else flip_rotate(crop, modes[int(rng.integers(len(modes)))])
 
     def item_labels(self, index):
         """Item ``index``'s ``lq_path``, ``gt_path``, ``degradation`` and ``dataset`` without making its images."""
