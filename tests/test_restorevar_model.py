@@ -64,6 +64,33 @@ def test_tokenizer_training_improves_held_out_reconstruction(tmp_path):
     assert 1.0 < log['perplexity'] <= 256 and 0 <= log['dead_codes'] <= 256 and 'l_vq' in log
 
 
+def test_tokenizer_continuous_weight_adds_the_unquantized_reconstruction_loss(tmp_path):
+    torch.manual_seed(0)
+    opt = tiny_options('restorevar_tokenizer.yml', tmp_path)
+    opt['train'].update(continuous_weight=0.5, init_codebook_from_data=False, dead_code_restart=None, grad_clip=None)
+    model = build_model(opt)
+    batch = fixed_batch(opt, count=4)
+    vqvae = copy.deepcopy(model.net_vqvae)
+    gt = batch['gt'] * 2 - 1
+    with torch.no_grad():
+        continuous = vqvae.decoder(vqvae.post_quant_conv(vqvae.encode_latent(gt)))
+        quantized, vq = vqvae(gt)
+    _, with_continuous = vqvae(gt, decode_continuous=True)
+    torch.testing.assert_close(with_continuous['continuous_reconstruction'], continuous)
+    assert 'continuous_reconstruction' not in vq
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    log = model.log_dict
+    assert log['l_continuous'] == pytest.approx((continuous - gt).abs().mean().item(), rel=1e-5)
+    assert log['l_pix'] == pytest.approx((quantized - gt).abs().mean().item(), rel=1e-5)
+    # without the option the term is neither computed nor logged
+    opt['train']['continuous_weight'] = 0
+    plain = build_model(opt)
+    plain.feed_data(batch)
+    plain.optimize_parameters(1)
+    assert 'l_continuous' not in plain.log_dict
+
+
 @pytest.mark.parametrize('stage_file, loss_key, iterations', [
     ('restorevar_stage1.yml', 'l_ce', 25),
     ('restorevar_stage2.yml', 'l_pix', 25),

@@ -169,15 +169,21 @@ class MultiScaleVQVAE(nn.Module):
             raise ValueError(f'latent must have shape (B, {self.z_channels}, h, w), got {tuple(f.shape)}')
         return self.decoder(self.post_quant_conv(f)).clamp(-1, 1)
 
-    def forward(self, img):
+    def forward(self, img, decode_continuous=False):
         """Tokenizer-training pass: encode, quantize (straight-through), decode.
 
         Args:
             img (Tensor): ``(B, 3, H, W)`` in [-1, 1] with ``H = W = patch_nums[-1] * downsample_factor``.
+            decode_continuous (bool): Also decode the continuous latent, bypassing the quantizer (the
+                hybrid training of HART, Tang et al. 2024).
 
         Returns:
             tuple[Tensor, dict]: The reconstruction ``(B, 3, H, W)`` (not clamped, so that gradients reach
-            every pixel) and the loss dict of :meth:`MultiScaleQuantizer.quantize`.
+            every pixel) and the loss dict of :meth:`MultiScaleQuantizer.quantize`; with
+            ``decode_continuous`` the dict also holds ``continuous_reconstruction`` ``(B, 3, H, W)``.
         """
-        f_hat, _, losses = self.quantize.quantize(self.encode_latent(img))
+        f = self.encode_latent(img)
+        f_hat, _, losses = self.quantize.quantize(f)
+        if decode_continuous:
+            losses['continuous_reconstruction'] = self.decoder(self.post_quant_conv(f))
         return self.decoder(self.post_quant_conv(f_hat)), losses

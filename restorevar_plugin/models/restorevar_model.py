@@ -63,8 +63,8 @@ class RestoreVARModel(PluginBaseModel):
     supports_batched_validation = True
     # Option keys read by the model and its stages, for restorevar_plugin.option_schema.
     option_schema = {
-        'train': {'stage': 'str', 'vq_weight': 'number', 'dead_code_restart': 'dict', 'init_codebook_from_data': 'bool',
-                  'label_smoothing': 'number', 'generate_in_train_mode': 'bool'},
+        'train': {'stage': 'str', 'vq_weight': 'number', 'continuous_weight': 'number', 'dead_code_restart': 'dict',
+                  'init_codebook_from_data': 'bool', 'label_smoothing': 'number', 'generate_in_train_mode': 'bool'},
         'val': {'save_grid': 'bool', 'use_refiner': 'bool', 'reconstruction': 'str'},
         'path': {'pretrain_var': 'str', 'pretrain_restorevar': 'str', 'pretrain_decoder': 'str'},
     }

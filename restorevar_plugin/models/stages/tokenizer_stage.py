@@ -8,10 +8,14 @@ PatchGAN terms) plus ``train.vq_weight`` x (codebook loss + beta x commitment lo
   first batch (a good start from scratch);
 * ``dead_code_restart: {interval: 100, min_usage: 0.08}``: every ``interval`` iterations, codes whose EMA
   usage fell below ``min_usage`` x uniform usage are re-seeded from the current batch's residuals.
+* ``continuous_weight: 1.0`` (default 0, off): also decode the encoder's continuous latent, bypassing the
+  quantizer, and add this weight x the same reconstruction objective (HART's hybrid training, Tang et al.
+  2024). The decoder stage and the refiner work on continuous latents; this term makes the encoder keep
+  detail that the tokens cannot carry (the quantizer's ``beta`` bounds how far the latent may leave its codes).
 
-Logged: the losses, ``perplexity`` (of the batch's code usage over all scales; ``vocab_size`` when uniform)
-and ``dead_codes`` (codes whose EMA usage summed over scales is below the threshold, see
-``MultiScaleQuantizer.dead_codes``).
+Logged: the losses (``l_continuous`` for the continuous term), ``perplexity`` (of the batch's code usage
+over all scales; ``vocab_size`` when uniform) and ``dead_codes`` (codes whose EMA usage summed over scales
+is below the threshold, see ``MultiScaleQuantizer.dead_codes``).
 """
 from collections import OrderedDict
 
@@ -38,6 +42,7 @@ class TokenizerStage(TrainingStage):
         self.objective = ReconstructionObjective(self)
         self.trained_networks = ('net_vqvae', ) if self.objective.cri_gan is None else ('net_vqvae', 'net_d')
         self.vq_weight = float(self.train_opt.get('vq_weight', 1.0))
+        self.continuous_weight = float(self.train_opt.get('continuous_weight', 0.0))
         restart = self.train_opt.get('dead_code_restart') or {}
         self.restart_interval = int(restart.get('interval', 0))
         self.min_usage = float(restart.get('min_usage', 0.08))
@@ -70,11 +75,15 @@ class TokenizerStage(TrainingStage):
                 vqvae.quantize.init_codebook_from_latents(vqvae.encode_latent(model.gt))
         updates_generator = self.objective.updates_generator(current_iter)
         with torch.set_grad_enabled(updates_generator), model.autocast():
-            reconstruction, vq = model.net_vqvae(model.gt)
+            reconstruction, vq = model.net_vqvae(model.gt, decode_continuous=self.continuous_weight > 0)
         log = OrderedDict()
         if updates_generator:
             model.optimizer_g.zero_grad(set_to_none=True)
             loss, log = self.objective.generator_loss(reconstruction, model.gt)
+            if self.continuous_weight > 0:
+                continuous_loss, _ = self.objective.generator_loss(vq['continuous_reconstruction'], model.gt)
+                log['l_continuous'] = continuous_loss
+                loss = loss + self.continuous_weight * continuous_loss
             log['l_vq'] = vq['vq_loss']
             model.backward_and_step(loss + self.vq_weight * vq['vq_loss'], model.optimizer_g, log,
                                      update_scaler=self.objective.cri_gan is None)
