@@ -218,10 +218,12 @@ def test_a_corrupt_file_is_reported_and_the_others_written(tmp_path, capsys):
 
 def test_an_rgba_image_named_as_a_jpeg_output_is_reported_not_written_without_alpha(tmp_path, capsys):
     write_image(str(tmp_path / 'alpha.png'), random_image((12, 14, 4), seed=11))
+    SEEN_BATCHES.clear()
     assert restore(tmp_path, restoration_options(), '-i', tmp_path / 'alpha.png', '-o', tmp_path / 'out.jpg') == 1
     err = capsys.readouterr().err
     assert 'alpha.png' in err and 'cannot hold the alpha channel' in err and '1 image(s) failed' in err
     assert not (tmp_path / 'out.jpg').exists()
+    assert SEEN_BATCHES == []  # refused before restoring, not after
 
 
 def test_in_context_pair_reaches_the_model(tmp_path, capsys):

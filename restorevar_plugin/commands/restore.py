@@ -30,7 +30,8 @@ refuses to run without one.
 output folder (the input's relative paths and file names are kept), or, for a single input image, a file name
 with an image extension. Each output keeps its file's layout: bit depth (16-bit PNG/TIFF stay 16-bit), gray
 stays gray (restored as RGB, converted back with BT.601 luma), an alpha channel is passed through unchanged
-(a JPEG output cannot hold one: such an image is reported as failed, not written without it).
+(a JPEG output cannot hold one: such an image is reported as failed before it is restored, not written without
+it).
 Same-size images are restored together, ``--batch-size`` at a time (tiles, when tiling); one progress bar counts
 images, a second one the tiles of the images in work (when they need more than one forward pass). Every output is
 written whole (temporary file, then rename). ``restore`` refuses to run when ``OUT`` is ``IN`` or when any
@@ -54,6 +55,7 @@ from restorevar_plugin.atomic_files import write_bytes_whole
 from restorevar_plugin.data.image_io import (
     ImageReader,
     ImageReadError,
+    check_alpha_fits,
     encode_image_like,
 )
 from restorevar_plugin.harness import (
@@ -359,9 +361,16 @@ def restore_group(restorer, reader, group, report_failure):
     loaded = []
     for source, target in group:
         try:
-            loaded.append((source, target, reader.read_layers(str(source))))
+            layers = reader.read_layers(str(source))
         except ImageReadError as error:
             report_failure(source, str(error).removeprefix(f'{source}: '))
+            continue
+        try:
+            check_alpha_fits(layers.alpha, target.suffix)
+        except ValueError as error:  # refused before restoring: the restoration would be thrown away
+            report_failure(source, f'cannot write {target}: {error}')
+            continue
+        loaded.append((source, target, layers))
     by_shape = {}
     for item in loaded:
         by_shape.setdefault(item[2].rgb.shape, []).append(item)

@@ -132,6 +132,14 @@ def _to_dtype(values, dtype):
     return values.astype(dtype) if dtype == np.float32 else np.round(values).astype(dtype)
 
 
+def check_alpha_fits(alpha, suffix):
+    """Raise ``ValueError`` when ``alpha`` (an ``(H, W)`` array, or None) is given for a format of
+    :data:`FORMATS_WITHOUT_ALPHA` (``suffix`` such as ``'.jpg'``), which would lose it."""
+    if alpha is not None and suffix.lower() in FORMATS_WITHOUT_ALPHA:
+        raise ValueError(f'{suffix} cannot hold the alpha channel of this image; name a .png, .webp, .tif or .bmp '
+                         'output to keep it')
+
+
 def encode_image_like(rgb, info, alpha, suffix):
     """Encode an RGB image in the layout of the file ``info`` describes.
 
@@ -151,10 +159,8 @@ def encode_image_like(rgb, info, alpha, suffix):
         ValueError: The format cannot hold this layout (OpenCV refuses the encoding, or ``alpha`` is given for a
             format of :data:`FORMATS_WITHOUT_ALPHA`), or ``alpha`` does not match ``rgb``'s size.
     """
+    check_alpha_fits(alpha, suffix)
     extension = suffix.lower()
-    if alpha is not None and extension in FORMATS_WITHOUT_ALPHA:
-        raise ValueError(f'{suffix} cannot hold the alpha channel of this image; name a .png, .webp, .tif or .bmp '
-                         'output to keep it')
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     depths = FORMAT_BIT_DEPTHS.get(extension, (8, ))
     dtype = DTYPES[max(depth for depth in depths if depth <= info.bit_depth)]
