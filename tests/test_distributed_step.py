@@ -78,9 +78,14 @@ def test_two_process_step_equals_one_process_step_on_both_shares(tmp_path, case)
     mp.spawn(ddp_worker, args=(opt, batch, str(tmp_path / 'init'), str(result_file)), nprocs=WORLD_SIZE, join=True)
     actual = torch.load(result_file, weights_only=True)
     assert sorted(actual) == sorted(expected)
+    # AdamW's first step moves each weight by about lr * g / (|g| + eps): where a gradient is near 0 a rounding
+    # difference in the all-reduced mean changes that weight's step by a visible fraction of lr (2% seen on an Intel
+    # Xeon), while a missing or wrong all-reduce changes many steps by up to 2 lr
+    atol = max(1e-6, 0.1 * opt['train']['optim_g']['lr'])
     moved = 0
     for name, state in expected.items():
         for key, value in state.items():
-            torch.testing.assert_close(actual[name][key], value, atol=1e-6, rtol=1e-5, msg=f'{name}.{key}')
+            torch.testing.assert_close(actual[name][key], value, atol=atol, rtol=1e-5,
+                                       msg=lambda message, key=f'{name}.{key}': f'{key}: {message}')
             moved += int(not torch.equal(value, before[name][key]))
     assert moved > 0  # the step changed the weights, so the comparison is not between two initialisations

@@ -237,12 +237,14 @@ def test_original_decoder_ablation_and_refiner_switch(tmp_path):
     generated = ablation.net_g.generate(vqvae.encode_features(images), vqvae)
     tokens = ablation.net_refiner(generated.f_hat.flatten(2).transpose(1, 2), generated.last_hidden)
     latent = tokens.transpose(1, 2).reshape(generated.f_hat.shape)
-    torch.testing.assert_close(ablation.restore(images), other.decode_latent(latent))
+    # restore() decodes through the test-time path (channels-last, the phase-split upsampling): images in [-1, 1]
+    # agree to the project's image tolerance, not bit for bit (1.2e-5 seen on an Intel Xeon)
+    torch.testing.assert_close(ablation.restore(images), other.decode_latent(latent), atol=1e-4, rtol=0)
 
     without_refiner = copy.deepcopy(opt)
     without_refiner['val'] = {'use_refiner': False}
     plain = build_model(without_refiner)
-    torch.testing.assert_close(plain.restore(images), vqvae.decode_latent(generated.f_hat))
+    torch.testing.assert_close(plain.restore(images), vqvae.decode_latent(generated.f_hat), atol=1e-4, rtol=0)
 
 
 def test_unknown_stage_is_named(tmp_path):
