@@ -1,0 +1,89 @@
+"""Where generation's extra time goes: the transformer blocks' linears at each scale's row count.
+
+Next-scale generation runs every block once per scale, so it streams the per-scale weights (every block
+``nn.Linear`` except the condition's key/value projection, computed once per image) once per scale, with as
+many rows as the scale has tokens; the teacher-forced forward streams them once with all the tokens. This
+script times one pass over those weights at each scale's row count against one pass at the full sequence,
+as ``F.linear`` and as the transposed product ``W @ x^T`` (the small result transposed back), and prints
+the weight traffic in GB/s. Random weights, batch 1, fp32.
+
+Example::
+
+    python benchmarks/block_linears.py                 # d16 at 256 px (~1 min on 2 cores)
+    python benchmarks/block_linears.py --size 512 --threads 1
+"""
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+import restorevar_plugin  # noqa: F401  (compat shims before basicsr)
+from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
+
+PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
+
+
+def per_scale_linears(transformer):
+    """The block ``nn.Linear`` modules run at every scale (all but the condition's key/value projection)."""
+    return [module for block in transformer.blocks for name, module in block.named_modules()
+            if isinstance(module, torch.nn.Linear) and not name.endswith('kv_proj')]
+
+
+def linear(x, layer):
+    """``F.linear``: ``(M, K) -> (M, N)``."""
+    return F.linear(x, layer.weight, layer.bias)
+
+
+def transposed_linear(x, layer):
+    """The same product as ``W @ x^T`` plus the bias, transposed back to a contiguous ``(M, N)``."""
+    bias = layer.bias[:, None] if layer.bias is not None else torch.zeros(1, 1)
+    return torch.addmm(bias, layer.weight, x.t()).t().contiguous()
+
+
+def pass_seconds(layers, rows, product, repeats):
+    """Fastest of ``repeats`` passes of ``rows`` random rows through every layer, in seconds."""
+    inputs = {layer.in_features: torch.randn(rows, layer.in_features) for layer in layers}
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for layer in layers:
+            product(inputs[layer.in_features], layer)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', type=int, default=256, choices=sorted(PATCH_NUMS))
+    parser.add_argument('--depth', type=int, default=16)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    patch_nums = PATCH_NUMS[args.size]
+    layers = per_scale_linears(RestoreVARTransformer(patch_nums=patch_nums, depth=args.depth).eval())
+    weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in layers)
+    sequence = sum(n * n for n in patch_nums)
+    print(f'd{args.depth} at {args.size} px, {torch.get_num_threads()} threads: {len(layers)} linears, '
+          f'{weight_bytes / 1e9:.3f} GB of fp32 weights per pass')
+    pass_seconds(layers, 1, linear, 1)
+    print(f'{"rows":>6} {"F.linear ms":>12} {"GB/s":>6} {"W @ x^T ms":>11} {"ratio":>6}')
+    per_scale, faster_per_scale = 0.0, 0.0
+    for rows in [n * n for n in patch_nums] + [sequence]:
+        seconds = {product: pass_seconds(layers, rows, product, args.repeats)
+                   for product in (linear, transposed_linear)}
+        if rows != sequence:
+            per_scale += seconds[linear]
+            faster_per_scale += min(seconds.values())
+        print(f'{rows:>6} {seconds[linear] * 1e3:>12.1f} {weight_bytes / seconds[linear] / 1e9:>6.1f} '
+              f'{seconds[transposed_linear] * 1e3:>11.1f} {seconds[transposed_linear] / seconds[linear]:>6.2f}')
+    one_pass = seconds[linear]
+    print(f'one pass per scale (F.linear): {per_scale:.3f} s, with the faster product at each row count '
+          f'{faster_per_scale:.3f} s; one pass at {sequence} rows: {one_pass:.3f} s; the extra linear time of '
+          f'generation: {per_scale - one_pass:.3f} s')
+
+if __name__ == '__main__':
+    main()

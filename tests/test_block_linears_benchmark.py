@@ -1,0 +1,30 @@
+"""benchmarks/block_linears.py times the linears generation runs at every scale, and both products agree."""
+import sys
+
+import torch
+
+from helpers.runs import REPO
+from helpers.tiny_restorevar import tiny_transformer
+
+sys.path.insert(0, str(REPO / 'benchmarks'))
+from block_linears import per_scale_linears, transposed_linear  # noqa: E402
+
+
+def test_per_scale_linears_leave_out_only_the_condition_key_value_projection():
+    transformer = tiny_transformer()
+    chosen = {id(layer) for layer in per_scale_linears(transformer)}
+    every = [(name, module) for name, module in transformer.blocks.named_modules()
+             if isinstance(module, torch.nn.Linear)]
+    left_out = sorted(name.split('.', 1)[1] for name, module in every if id(module) not in chosen)
+    assert left_out == ['cross_attn.kv_proj'] * transformer.depth
+    assert len(chosen) == len(every) - transformer.depth
+
+
+def test_transposed_product_equals_linear():
+    torch.manual_seed(0)
+    for layer in (torch.nn.Linear(24, 40), torch.nn.Linear(24, 40, bias=False)):
+        for rows in (1, 9, 37):
+            x = torch.randn(rows, 24)
+            result = transposed_linear(x, layer)
+            assert result.shape == (rows, 40) and result.is_contiguous()
+            torch.testing.assert_close(result, layer(x), atol=1e-5, rtol=1e-5)
