@@ -20,6 +20,9 @@ def _run(rank, world_size, port, out, function, args):
     dist.init_process_group('gloo', rank=rank, world_size=world_size)
     try:
         torch.save(function(*args), Path(out) / f'rank{rank}.pt')
+        # no rank tears the group down while another still communicates: BasicSR's reduce_loss_dict is a reduce
+        # to rank 0, which the other ranks leave before rank 0 has received (a gloo abort seen once in CI)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawned_ranks import run_on_ranks
 
 from helpers.restorevar import tiny_options
 from helpers.runs import tiny_restoration_options
@@ -51,17 +51,11 @@ def one_step(opt, batch, steps=1):
                    .state_dict().items()} for name in names}
 
 
-def ddp_worker(rank, opt, batch, init_file, result_file):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=WORLD_SIZE)
-    try:
-        torch.set_num_threads(1)
-        opt = dict(opt, dist=True, rank=rank, world_size=WORLD_SIZE)
-        share = {key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in batch.items()}
-        networks = one_step(opt, share)
-        if rank == 0:
-            torch.save(networks, result_file)
-    finally:
-        dist.destroy_process_group()
+def ddp_step(opt, batch):
+    """One step on this rank's share of ``batch`` in the spawned gloo group; the trained state dicts."""
+    rank = dist.get_rank()
+    opt = dict(opt, dist=True, rank=rank, world_size=WORLD_SIZE)
+    return one_step(opt, {key: value[rank * PER_RANK:(rank + 1) * PER_RANK] for key, value in batch.items()})
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -74,9 +68,7 @@ def test_two_process_step_equals_one_process_step_on_both_shares(tmp_path, case)
     expected = one_step(opt, batch)
     before = one_step(opt, batch, steps=0)
 
-    result_file = tmp_path / 'rank0.pth'
-    mp.spawn(ddp_worker, args=(opt, batch, str(tmp_path / 'init'), str(result_file)), nprocs=WORLD_SIZE, join=True)
-    actual = torch.load(result_file, weights_only=True)
+    actual = run_on_ranks(ddp_step, (opt, batch), tmp_path, world_size=WORLD_SIZE, port=29548)[0]
     assert sorted(actual) == sorted(expected)
     # AdamW's first step moves each weight by about lr * g / (|g| + eps): where a gradient is near 0 a rounding
     # difference in the all-reduced mean changes that weight's step by a visible fraction of lr (2% seen on an Intel
