@@ -16,12 +16,12 @@ import os
 import time
 
 import torch
+from patch_schedules import PATCH_NUMS
 
 import restorevar_plugin  # noqa: F401  (compat shims before basicsr)
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 
-PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
 CONFIGS = {
     'tiny': dict(depth=2, embed_dim=128, num_heads=2),
     'd16': dict(depth=16),

@@ -13,13 +13,9 @@ import statistics
 import time
 
 import torch
+from patch_schedules import PATCH_NUMS
 
 from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
-
-PATCH_NUMS = {
-    256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),
-    512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
-}
 
 
 def _sync(device):

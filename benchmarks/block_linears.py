@@ -17,11 +17,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from patch_schedules import PATCH_NUMS
 
 import restorevar_plugin  # noqa: F401  (compat shims before basicsr)
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
-
-PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
 
 
 def per_scale_linears(transformer):
@@ -84,6 +83,7 @@ def main():
     print(f'one pass per scale (F.linear): {per_scale:.3f} s, with the faster product at each row count '
           f'{faster_per_scale:.3f} s; one pass at {sequence} rows: {one_pass:.3f} s; the extra linear time of '
           f'generation: {per_scale - one_pass:.3f} s')
+
 
 if __name__ == '__main__':
     main()

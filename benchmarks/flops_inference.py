@@ -29,8 +29,8 @@ from restorevar_plugin.archs.vqvae_arch import MultiScaleVQVAE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_procedure import official_restore  # noqa: E402
+from patch_schedules import PATCH_NUMS  # noqa: E402
 
-PATCH_NUMS = {256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16), 512: (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)}
 STEPS = ('encoder', 'generation', 'refiner', 'decoder')
 PAPER_TFLOPS = 1.05  # RestoreVAR's figure in the paper (matches multiply-adds of transformer + refiner)
 

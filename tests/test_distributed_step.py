@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 import torch.distributed as dist
+from basicsr.models import build_model
 from spawned_ranks import run_on_ranks
 
 from helpers.restorevar import tiny_options
@@ -36,10 +37,6 @@ CASES = {'RestorationModel': restoration_opt, 'RestoreVARModel-transformer': tra
 def one_step(opt, batch, steps=1):
     """Build the model from seed 0, take ``steps`` (1 or 0) steps on ``batch``; returns the trained networks' state
     dicts."""
-    from basicsr.models import (
-        build_model,  # here: spawned workers import this module before restorevar_plugin
-    )
-
     torch.manual_seed(0)
     model = build_model(copy.deepcopy(opt))
     for iteration in range(1, steps + 1):
