@@ -4,8 +4,9 @@ Next-scale generation runs every block once per scale, so it streams the per-sca
 ``nn.Linear`` except the condition's key/value projection, computed once per image) once per scale, with as
 many rows as the scale has tokens; the teacher-forced forward streams them once with all the tokens. This
 script times one pass over those weights at each scale's row count against one pass at the full sequence,
-as ``F.linear`` and as the transposed product ``W @ x^T`` (the small result transposed back), and prints
-the weight traffic in GB/s. Random weights, batch 1, fp32.
+as ``F.linear``, as the transposed product ``W @ x^T`` (the small result transposed back) and through the
+oneDNN-prepacked weights inference uses on a CPU (``restorevar_plugin.models.inference_linears``), and prints
+the weight traffic of ``F.linear`` in GB/s. Random weights, batch 1, fp32.
 
 Example::
 
@@ -13,6 +14,7 @@ Example::
     python benchmarks/block_linears.py --size 512 --threads 1
 """
 import argparse
+import contextlib
 import time
 
 import torch
@@ -21,6 +23,7 @@ from patch_schedules import PATCH_NUMS
 
 import restorevar_plugin  # noqa: F401  (compat shims before basicsr)
 from restorevar_plugin.archs.restorevar_arch import RestoreVARTransformer
+from restorevar_plugin.models.inference_linears import InferenceLinearWeights
 
 
 def per_scale_linears(transformer):
@@ -38,6 +41,11 @@ def transposed_linear(x, layer):
     """The same product as ``W @ x^T`` plus the bias, transposed back to a contiguous ``(M, N)``."""
     bias = layer.bias[:, None] if layer.bias is not None else torch.zeros(1, 1)
     return torch.addmm(bias, layer.weight, x.t()).t().contiguous()
+
+
+def prepacked_linear(x, layer):
+    """``F.linear`` of ``layer`` while its weight is swapped for its oneDNN-prepacked copy (see :func:`main`)."""
+    return layer(x)
 
 
 def pass_seconds(layers, rows, product, repeats):
@@ -69,20 +77,25 @@ def main():
     print(f'd{args.depth} at {args.size} px, {torch.get_num_threads()} threads: {len(layers)} linears, '
           f'{weight_bytes / 1e9:.3f} GB of fp32 weights per pass')
     pass_seconds(layers, 1, linear, 1)
-    print(f'{"rows":>6} {"F.linear ms":>12} {"GB/s":>6} {"W @ x^T ms":>11} {"ratio":>6}')
-    per_scale, faster_per_scale = 0.0, 0.0
+    prepacked = InferenceLinearWeights()
+    products = {'F.linear': linear, 'W @ x^T': transposed_linear, 'prepacked': prepacked_linear}
+    print(f'{"rows":>6} {"F.linear ms":>12} {"GB/s":>6} {"W @ x^T ms":>11} {"ratio":>6} {"prepacked ms":>13} '
+          f'{"ratio":>6}')
+    per_scale = dict.fromkeys(products, 0.0)
     for rows in [n * n for n in patch_nums] + [sequence]:
-        seconds = {product: pass_seconds(layers, rows, product, args.repeats)
-                   for product in (linear, transposed_linear)}
-        if rows != sequence:
-            per_scale += seconds[linear]
-            faster_per_scale += min(seconds.values())
-        print(f'{rows:>6} {seconds[linear] * 1e3:>12.1f} {weight_bytes / seconds[linear] / 1e9:>6.1f} '
-              f'{seconds[transposed_linear] * 1e3:>11.1f} {seconds[transposed_linear] / seconds[linear]:>6.2f}')
-    one_pass = seconds[linear]
-    print(f'one pass per scale (F.linear): {per_scale:.3f} s, with the faster product at each row count '
-          f'{faster_per_scale:.3f} s; one pass at {sequence} rows: {one_pass:.3f} s; the extra linear time of '
-          f'generation: {per_scale - one_pass:.3f} s')
+        seconds = {}
+        for name, product in products.items():
+            with prepacked.use(layers) if name == 'prepacked' else contextlib.nullcontext():
+                seconds[name] = pass_seconds(layers, rows, product, args.repeats)
+            if rows != sequence:
+                per_scale[name] += seconds[name]
+        base = seconds['F.linear']
+        print(f'{rows:>6} {base * 1e3:>12.1f} {weight_bytes / base / 1e9:>6.1f} '
+              f'{seconds["W @ x^T"] * 1e3:>11.1f} {seconds["W @ x^T"] / base:>6.2f} '
+              f'{seconds["prepacked"] * 1e3:>13.1f} {seconds["prepacked"] / base:>6.2f}')
+    for name in products:
+        print(f'{name}: one pass per scale {per_scale[name]:.3f} s, one pass at {sequence} rows {seconds[name]:.3f} s; '
+              f'the extra linear time of generation {per_scale[name] - seconds[name]:.3f} s')
 
 
 if __name__ == '__main__':

@@ -6,7 +6,9 @@ images and CPU, so the printed ratios are measured under the same load. Variants
 * ``official``: :func:`official_procedure.official_restore` (all encoder taps, cross-attention K/V recomputed
   in every block at every scale, explicit-matmul attention, one image at a time, NCHW fp32);
 * ``fp32-nchw``: ``RestoreVARModel.restore`` exact, with ``val.channels_last: false`` (the layout ablation);
-* ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE), the default;
+* ``fp32-unpacked``: ``RestoreVARModel.restore`` exact, with ``val.prepacked_linears: false`` (the transformer's
+  Linear layers through ``F.linear``, not oneDNN-prepacked weights: the ablation of that);
+* ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE, prepacked Linear weights), the default;
 * ``bf16``: ``RestoreVARModel.restore`` with ``val.precision: bf16``.
 
 Also timed: one teacher-forced forward of the transformer over the same tokens (the floor of next-scale
@@ -39,8 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_procedure import official_restore  # noqa: E402
 from patch_schedules import PATCH_NUMS  # noqa: E402
 
+from restorevar_plugin.models.inference_options import inference_dtype  # noqa: E402
+
 STEPS = ('encoder', 'generation', 'refiner', 'decoder')
-VARIANTS = ('official', 'fp32-nchw', 'fp32', 'bf16')
+# the ``val`` options of each variant of ``RestoreVARModel.restore``
+VARIANT_OPTIONS = {
+    'fp32-nchw': {'precision': 'fp32', 'channels_last': False, 'prepacked_linears': True},
+    'fp32-unpacked': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': False},
+    'fp32': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True},
+    'bf16': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': True},
+}
+VARIANTS = ('official', *VARIANT_OPTIONS)
 
 
 def cpu_name():
@@ -71,6 +82,7 @@ class ComponentMeter:
         self.seconds = defaultdict(float)
         self.peak_mib = defaultdict(float)
         self.images = 0
+        self.preparation = 0.0  # seconds of one-time setup before the timed steps
 
     def _sync(self):
         if self.device.type == 'cuda':
@@ -130,11 +142,14 @@ def run_variant(variant, model, reference_vqvae, images, device):
         out = official_restore(reference_vqvae, model.net_g, model.net_refiner, images, timer=meter.measure)
         return meter, out['image'], out['indices']
     val = model.opt['val']
-    val['precision'] = 'bf16' if variant == 'bf16' else 'fp32'
-    channels_last = variant != 'fp32-nchw'
-    if val['channels_last'] != channels_last:  # the layout is applied on the first restore of a test run
-        val['channels_last'] = channels_last
+    options = VARIANT_OPTIONS[variant]
+    if val['channels_last'] != options['channels_last']:  # the layout is applied on the first restore of a test run
         model._inference_prepared = False
+    val.update(options)
+    start = time.perf_counter()  # one-time setup of a test run, not counted per image (as `basicsr benchmark`)
+    model.prepare_inference()
+    with model.transformer_linears(model.net_g, inference_dtype(val, device)):  # prepares this precision's weights
+        meter.preparation = time.perf_counter() - start
     captured = {}
     generate = model.net_g.generate
 
@@ -152,13 +167,15 @@ def run_variant(variant, model, reference_vqvae, images, device):
 
 @torch.no_grad()
 def teacher_forced_seconds(model, images, indices):
-    """Wall time of one teacher-forced transformer forward over the generated tokens (fp32)."""
+    """Wall time of one teacher-forced transformer forward over the generated tokens (fp32), with the
+    Linear weights exact generation uses (``RestoreVARModel.transformer_linears``)."""
     vqvae, transformer = model.net_vqvae, model.net_g
     cond = vqvae.encode_features(images.contiguous(memory_format=torch.channels_last))
     teacher_input = vqvae.quantize.teacher_input(indices)
-    start = time.perf_counter()
-    transformer(cond, teacher_input)
-    return time.perf_counter() - start
+    with model.transformer_linears(transformer, None):
+        start = time.perf_counter()
+        transformer(cond, teacher_input)
+        return time.perf_counter() - start
 
 
 def psnr(a, b):
@@ -206,7 +223,8 @@ def main():
                     run = run_variant(variant, model, reference_vqvae, images, device)
                     if variant not in results or run[0].total() < results[variant][0].total():
                         results[variant] = run
-                    print(f'  [{size} px, batch {batch}] {variant}: {run[0].total():.2f} s, {load_line()}', flush=True)
+                    print(f'  [{size} px, batch {batch}] {variant}: {run[0].total():.2f} s (one-time preparation '
+                          f'{run[0].preparation:.2f} s), {load_line()}', flush=True)
             teacher = None
             if not args.no_teacher and 'fp32' in results:
                 teacher = min(teacher_forced_seconds(model, images, results['fp32'][2]) for _ in range(args.repeats))

@@ -5,9 +5,10 @@ import torch
 
 from helpers.runs import REPO
 from helpers.tiny_restorevar import tiny_transformer
+from restorevar_plugin.models.inference_linears import InferenceLinearWeights
 
 sys.path.insert(0, str(REPO / 'benchmarks'))
-from block_linears import per_scale_linears, transposed_linear  # noqa: E402
+from block_linears import per_scale_linears, prepacked_linear, transposed_linear  # noqa: E402
 
 
 def test_per_scale_linears_leave_out_only_the_condition_key_value_projection():
@@ -28,3 +29,13 @@ def test_transposed_product_equals_linear():
             result = transposed_linear(x, layer)
             assert result.shape == (rows, 40) and result.is_contiguous()
             torch.testing.assert_close(result, layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_prepacked_product_equals_linear():
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(24, 40), torch.nn.Linear(40, 24, bias=False)]
+    x = torch.randn(9, 24)
+    expected = layers[1](layers[0](x))
+    with InferenceLinearWeights().use(layers):
+        result = prepacked_linear(prepacked_linear(x, layers[0]), layers[1])
+    torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,10 @@ rounding; results are returned as float32.
 ``val.compile: true`` (default false) compiles the convolutional and fixed-shape networks in place with
 ``nn.Module.compile`` (state-dict keys unchanged); results change only within the chosen precision.
 
+``val.prepacked_linears`` (default true) multiplies with the RestoreVAR transformer's Linear weights prepared
+once per test run: reordered into oneDNN's blocked layout on a CPU, cast to the reduced precision otherwise
+(:mod:`.inference_linears`; numerics: float32 rounding, another summation order).
+
 ``val.channels_last`` (default true) stores the frozen VQVAE of a test run in channels-last layout and feeds
 it channels-last images, the layout oneDNN's convolutions use without reordering (numerics: same
 convolutions, other summation order, differences around 1e-6).
@@ -53,47 +57,28 @@ def inference_autocast(dtype, device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@contextlib.contextmanager
-def linear_weights_in(dtype, modules):
-    """Within the context, the weights and biases of every ``nn.Linear`` in ``modules`` are held in ``dtype``.
+def _flag(val_opt, name, default):
+    """The boolean option ``val.<name>`` (``default`` when absent).
 
-    Autocast casts a Linear's float32 weight to the autocast dtype at every call and caches the cast only for
-    parameters that require gradients, which frozen inference networks do not: a network called once per
-    scale (the transformer's blocks) would re-cast all its weights at every scale. Casting them once
-    here gives the same values (the same rounding) at the cost of one cast per batch. The original float32
-    tensors are put back on exit. A no-op for ``dtype=None``. Use only under autocast to ``dtype``.
-
-    Args:
-        dtype (torch.dtype | None): bfloat16 / float16, or None.
-        modules (Iterable[nn.Module]): Modules whose Linear layers to cast (their fp32 islands excluded).
+    Raises:
+        ValueError: The option is set to something other than true or false.
     """
-    originals = []
-    if dtype is not None:
-        for module in modules:
-            for layer in module.modules():
-                if isinstance(layer, torch.nn.Linear):
-                    for param in (layer.weight, layer.bias):
-                        if param is not None:
-                            originals.append((param, param.data))
-                            param.data = param.data.to(dtype)
-    try:
-        yield
-    finally:
-        for param, data in originals:
-            param.data = data
+    value = (val_opt or {}).get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f'val.{name} must be true or false; got {value!r}')
+    return value
 
 
 def compile_requested(val_opt):
-    """True when ``val.compile`` is set (a bool is required)."""
-    value = (val_opt or {}).get('compile', False)
-    if not isinstance(value, bool):
-        raise ValueError(f'val.compile must be true or false; got {value!r}')
-    return value
+    """``val.compile`` (default False)."""
+    return _flag(val_opt, 'compile', False)
 
 
 def channels_last_requested(val_opt):
-    """``val.channels_last`` (default True; a bool is required)."""
-    value = (val_opt or {}).get('channels_last', True)
-    if not isinstance(value, bool):
-        raise ValueError(f'val.channels_last must be true or false; got {value!r}')
-    return value
+    """``val.channels_last`` (default True)."""
+    return _flag(val_opt, 'channels_last', True)
+
+
+def prepacked_linears_requested(val_opt):
+    """``val.prepacked_linears`` (default True)."""
+    return _flag(val_opt, 'prepacked_linears', True)

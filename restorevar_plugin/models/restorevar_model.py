@@ -33,12 +33,13 @@ from einops import rearrange
 
 from restorevar_plugin.checkpoints import load_official_restorevar, load_var_pretrained
 from restorevar_plugin.evaluation import validate
+from restorevar_plugin.models.inference_linears import InferenceLinearWeights
 from restorevar_plugin.models.inference_options import (
     channels_last_requested,
     compile_requested,
     inference_autocast,
     inference_dtype,
-    linear_weights_in,
+    prepacked_linears_requested,
 )
 from restorevar_plugin.models.plugin_base_model import PluginBaseModel
 from restorevar_plugin.models.stages import STAGES
@@ -199,9 +200,10 @@ class RestoreVARModel(PluginBaseModel):
     def prepare_inference(self):
         """One-time preparation of a test run (not training: the networks may be trained in between).
 
-        Stores the frozen VQVAE / decoder in the layout of ``val.channels_last`` and compiles what
-        ``val.compile`` asks for. Idempotent; :meth:`restore` calls it, and cost counters call it first so that
-        this setup is not counted as the cost of an image.
+        Stores the frozen VQVAE / decoder in the layout of ``val.channels_last``, compiles what
+        ``val.compile`` asks for and prepares the transformer's Linear weights for ``val.precision`` (see
+        :meth:`transformer_linears`). Idempotent; :meth:`restore` calls it, and cost counters call it first so
+        that this setup is not counted as the cost of an image.
         """
         if self.is_train or getattr(self, '_inference_prepared', False):
             return
@@ -216,7 +218,30 @@ class RestoreVARModel(PluginBaseModel):
                 vqvae.decoder.compile()
             if self.net_refiner is not None:
                 self.get_bare_model(self.net_refiner).compile()
+        transformer = self._inference_network('net_g')
+        if transformer is not None:
+            with self.transformer_linears(transformer, inference_dtype(val_opt, self.device)):
+                pass  # entering prepares the weights once, outside the per-image cost
         self._inference_prepared = True
+
+    @staticmethod
+    def _transformer_linear_groups(transformer, dtype):
+        """``(modules, dtype)`` of the transformer's Linear layers at inference: the blocks in the autocast
+        ``dtype`` (None = fp32), the output head (an fp32 island) in float32."""
+        return [([transformer.blocks], dtype), ([transformer.head], None)]
+
+    @contextlib.contextmanager
+    def transformer_linears(self, transformer, dtype):
+        """Context in which the transformer's Linear layers multiply with their prepared weights: on a CPU
+        oneDNN-prepacked (unless ``val.prepacked_linears: false``), elsewhere cast once to ``dtype``. They are
+        prepared on first use and stay cached while the parameters are unchanged."""
+        if getattr(self, '_linear_weights', None) is None:
+            self._linear_weights = InferenceLinearWeights()
+        prepack = prepacked_linears_requested(self.opt.get('val'))
+        with contextlib.ExitStack() as stack:
+            for modules, group_dtype in self._transformer_linear_groups(transformer, dtype):
+                stack.enter_context(self._linear_weights.use(modules, group_dtype, prepack))
+            yield
 
     def _inference_setup(self):
         """Autocast dtype and image layout of inference from ``val`` (see :mod:`.inference_options`).
@@ -257,7 +282,7 @@ class RestoreVARModel(PluginBaseModel):
         with inference_autocast(dtype, self.device):
             with measure('encoder'):
                 cond = vqvae.encode_features(lq.contiguous(memory_format=layout))
-            with measure('generation'), linear_weights_in(dtype, [transformer.blocks]):
+            with measure('generation'), self.transformer_linears(transformer, dtype):
                 generated = transformer.generate(cond, vqvae)
             latent = generated.f_hat
             if refiner is not None:
