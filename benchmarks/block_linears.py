@@ -4,9 +4,10 @@ Next-scale generation runs every block once per scale, so it streams the per-sca
 ``nn.Linear`` except the condition's key/value projection, computed once per image) once per scale, with as
 many rows as the scale has tokens; the teacher-forced forward streams them once with all the tokens. This
 script times one pass over those weights at each scale's row count against one pass at the full sequence,
-as ``F.linear``, as the transposed product ``W @ x^T`` (the small result transposed back) and through the
-oneDNN-prepacked weights inference uses on a CPU (``restorevar_plugin.models.inference_linears``), and prints
-the weight traffic of ``F.linear`` in GB/s. Random weights, batch 1, fp32.
+as ``F.linear``, as the transposed product ``W @ x^T`` (the small result transposed back) and as inference
+runs them on a CPU (``restorevar_plugin.models.inference_linears``: oneDNN-prepacked weights for the row
+counts of ``FP32_PREPACKED_ROWS``, ``F.linear`` otherwise), and prints the weight traffic of ``F.linear`` in
+GB/s. Random weights, batch 1, fp32.
 
 Example::
 
@@ -44,7 +45,7 @@ def transposed_linear(x, layer):
 
 
 def prepacked_linear(x, layer):
-    """``F.linear`` of ``layer`` while its weight is swapped for its oneDNN-prepacked copy (see :func:`main`)."""
+    """``layer(x)`` while ``InferenceLinearWeights.use`` has swapped in its prepared weight (see :func:`main`)."""
     return layer(x)
 
 

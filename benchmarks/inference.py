@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_procedure import official_restore  # noqa: E402
 from patch_schedules import PATCH_NUMS  # noqa: E402
 
-from restorevar_plugin.models.inference_options import inference_dtype  # noqa: E402
+from restorevar_plugin.models.inference_options import channels_last_requested, inference_dtype  # noqa: E402
 
 STEPS = ('encoder', 'generation', 'refiner', 'decoder')
 # the ``val`` options of each variant of ``RestoreVARModel.restore``
@@ -143,7 +143,7 @@ def run_variant(variant, model, reference_vqvae, images, device):
         return meter, out['image'], out['indices']
     val = model.opt['val']
     options = VARIANT_OPTIONS[variant]
-    if val['channels_last'] != options['channels_last']:  # the layout is applied on the first restore of a test run
+    if channels_last_requested(val) != options['channels_last']:  # the layout is applied on the first restore of a test run
         model._inference_prepared = False
     val.update(options)
     start = time.perf_counter()  # one-time setup of a test run, not counted per image (as `basicsr benchmark`)

@@ -37,6 +37,22 @@ def test_prepacked_product_equals_f_linear_in_fp32(shape):
 
 @needs_onednn
 @torch.no_grad()
+def test_fp32_products_outside_the_measured_row_range_keep_f_linear():
+    layer = nn.Linear(24, 40)
+    fp32 = PrepackedWeight(layer.weight, torch.float32, rows_hint=16)
+    bf16 = PrepackedWeight(layer.weight, torch.bfloat16, rows_hint=16)
+    rows = {shape: fp32._runs_prepacked(torch.zeros(shape)) for shape in [(1, 24), (2, 24), (1, 399, 24), (400, 24),
+                                                                           (2, 300, 24), (24, )]}
+    assert rows == {(1, 24): False, (2, 24): True, (1, 399, 24): True, (400, 24): False, (2, 300, 24): False,
+                    (24, ): False}
+    assert bf16._runs_prepacked(torch.zeros(1, 24)) and bf16._runs_prepacked(torch.zeros(4000, 24))
+    for shape in [(1, 24), (3, 200, 24)]:  # the plain product, bit for bit
+        x = torch.randn(shape)
+        assert torch.equal(F.linear(x, fp32, layer.bias), F.linear(x, layer.weight, layer.bias))
+
+
+@needs_onednn
+@torch.no_grad()
 def test_prepacked_bf16_product_matches_autocast():
     layer = nn.Linear(64, 96)
     x = torch.randn(3, 10, 64)

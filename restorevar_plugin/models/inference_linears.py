@@ -9,9 +9,11 @@ reloading are noticed through the weight's version counter and storage):
   (``torch.ops.mkldnn._reorder_linear_weight``, the reorder of Inductor's CPU weight prepacking) and
   multiplied with ``torch.ops.mkldnn._linear_pointwise``, the product is the same up to fp32 rounding
   (another summation order) and, measured on an Intel Xeon with 2 threads for the d16 blocks
-  (``python benchmarks/block_linears.py``), takes 0.67-0.74x the time of ``F.linear`` for 4-25 rows,
-  0.78-0.89x for 36-256 rows, 1.01x for 680 rows and 1.24x for a single row. The blocked copy takes as
-  much memory as the weights (1.07 GB for the d16 blocks in fp32, half in bf16).
+  (``python benchmarks/block_linears.py``), takes 0.67-0.74x the time of ``F.linear`` for 4-25 rows and
+  0.78-0.92x for 36-324 rows, but 0.99-1.08x from 400 rows up and 1.24x for a single row: float32 products
+  outside :data:`FP32_PREPACKED_ROWS` keep ``F.linear``. bfloat16 ones are prepacked at every row count
+  (0.56-0.71x at 4-256 rows, 0.94x at 680). The blocked copy takes as much memory as the weights
+  (1.07 GB for the d16 blocks in fp32, half in bf16).
 * **Reduced-precision weights.** Autocast casts a Linear's float32 weight to the autocast dtype at every
   call and caches the cast only for parameters that require gradients, which frozen networks do not:
   blocks called once per scale would re-cast all their weights at every scale. Packed (CPU) or cast
@@ -35,13 +37,17 @@ def _linear_arguments(args, kwargs):
     return values['input'], values['weight'], values.get('bias')
 
 
+FP32_PREPACKED_ROWS = range(2, 400)  # rows of the float32 products that run on the prepacked weight
+
+
 class PrepackedWeight(torch.Tensor):
     """A Linear weight ``(N, K)`` that also carries its oneDNN-blocked copy in ``packed_dtype``.
 
-    ``F.linear(x, weight, bias)`` with ``x`` of shape ``(..., K)`` (two or more dimensions) runs oneDNN's
-    matmul on the blocked copy, with ``x`` and ``bias`` cast to ``packed_dtype`` (as autocast would cast
-    them); the result is ``(..., N)`` in ``packed_dtype``. Every other operation, and ``F.linear`` on a 1-D
-    input, sees the ordinary dense weight (the parameter's own float32 values).
+    ``F.linear(x, weight, bias)`` with ``x`` of shape ``(..., K)`` (two or more dimensions; in float32 with
+    a row count in :data:`FP32_PREPACKED_ROWS`) runs oneDNN's matmul on the blocked copy, with ``x`` and
+    ``bias`` cast to ``packed_dtype`` (as autocast would cast them); the result is ``(..., N)`` in
+    ``packed_dtype``. Every other operation, and any other ``F.linear``, sees the ordinary dense weight (the
+    parameter's own float32 values).
 
     Args:
         dense (Tensor): The parameter's ``(N, K)`` weight.
@@ -56,12 +62,18 @@ class PrepackedWeight(torch.Tensor):
         weight.packed_dtype = packed_dtype
         return weight
 
+    def _runs_prepacked(self, x):
+        """Whether ``F.linear`` of the input ``x`` ``(..., K)`` runs on the blocked copy."""
+        if x.dim() < 2:
+            return False
+        return self.packed_dtype != torch.float32 or x.numel() // x.shape[-1] in FP32_PREPACKED_ROWS
+
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
             x, weight, bias = _linear_arguments(args, kwargs)
-            if isinstance(weight, PrepackedWeight) and x.dim() >= 2:
+            if isinstance(weight, PrepackedWeight) and weight._runs_prepacked(x):
                 dtype = weight.packed_dtype
                 bias = bias.to(dtype) if bias is not None else None
                 return torch.ops.mkldnn._linear_pointwise(x.to(dtype), weight.packed, bias, 'none', [], '')
