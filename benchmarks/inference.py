@@ -143,7 +143,7 @@ def run_variant(variant, model, reference_vqvae, images, device):
         return meter, out['image'], out['indices']
     val = model.opt['val']
     options = VARIANT_OPTIONS[variant]
-    if channels_last_requested(val) != options['channels_last']:  # the layout is applied on the first restore of a test run
+    if channels_last_requested(val) != options['channels_last']:  # the layout is applied at a test run's first restore
         model._inference_prepared = False
     val.update(options)
     start = time.perf_counter()  # one-time setup of a test run, not counted per image (as `basicsr benchmark`)

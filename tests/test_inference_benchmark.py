@@ -1,10 +1,10 @@
 """benchmarks/inference.py runs every variant through the same model and reports what it times."""
+import copy
 import sys
 
 import torch
-from basicsr.models import build_model
 
-from helpers.restorevar import tiny_options
+from helpers.restorevar import tiny_test_model
 from helpers.runs import REPO
 
 sys.path.insert(0, str(REPO / 'benchmarks'))
@@ -12,12 +12,8 @@ from inference import VARIANTS, run_variant, teacher_forced_seconds  # noqa: E40
 
 
 def test_every_variant_restores_and_the_exact_ones_agree_with_the_official_procedure(tmp_path):
-    opt = tiny_options('restorevar_stage3.yml', tmp_path)
-    opt['is_train'] = False
-    torch.manual_seed(0)
-    model = build_model(opt)
-    reference_vqvae = build_model(opt).net_vqvae  # the same seed: the same weights, kept NCHW
-    reference_vqvae.load_state_dict(model.net_vqvae.state_dict())
+    model = tiny_test_model(tmp_path)
+    reference_vqvae = copy.deepcopy(model.net_vqvae)  # kept NCHW, as the official code runs
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     runs = {variant: run_variant(variant, model, reference_vqvae, images, torch.device('cpu')) for variant in VARIANTS}
     official_image, official_indices = runs['official'][1], runs['official'][2]
@@ -35,10 +31,7 @@ def test_every_variant_restores_and_the_exact_ones_agree_with_the_official_proce
 def test_flip_sources_runs_the_first_scales_in_fp32_under_bf16_autocast(tmp_path):
     from bf16_flip_sources import generated_indices
 
-    opt = tiny_options('restorevar_stage3.yml', tmp_path)
-    opt['is_train'] = False
-    torch.manual_seed(0)
-    model = build_model(opt)
+    model = tiny_test_model(tmp_path)
     model.net_g.eval()
     model.net_vqvae.eval()
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from basicsr.models import build_model
 
-from helpers.restorevar import tiny_options
+from helpers.restorevar import tiny_test_model
 from helpers.runs import REPO, tiny_restoration_options
 from helpers.tiny_restorevar import (
     TINY_PATCH_NUMS,
@@ -93,16 +93,8 @@ def test_preallocated_kv_cache_rejects_overflow():
 
 
 # --------------------------------------------------------------------------------------------- the model
-def restorevar_test_model(tmp_path, **val):
-    opt = tiny_options('restorevar_stage3.yml', tmp_path)
-    opt['is_train'] = False
-    opt['val'].update(val)
-    torch.manual_seed(0)
-    return build_model(opt)
-
-
 def test_model_restore_equals_the_official_procedure_and_keeps_fp32_islands_under_bf16(tmp_path):
-    model = restorevar_test_model(tmp_path)
+    model = tiny_test_model(tmp_path)
     img = images(2, seed=7).repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)  # 32 px, the model's size
     expected = official_restore(model.net_vqvae, model.net_g, model.net_refiner, img)['image']
     restored = model.restore(img)

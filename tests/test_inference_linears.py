@@ -2,10 +2,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from basicsr.models import build_model
 from torch import nn
 
-from helpers.restorevar import tiny_options
+from helpers.restorevar import tiny_test_model
 from restorevar_plugin.models.inference_linears import InferenceLinearWeights, PrepackedWeight
 from restorevar_plugin.models.inference_options import prepacked_linears_requested
 
@@ -140,10 +139,7 @@ def test_prepacked_linears_option_is_checked():
 @needs_onednn
 @torch.no_grad()
 def test_model_restores_the_same_with_and_without_prepacked_linears(tmp_path):
-    opt = tiny_options('restorevar_stage3.yml', tmp_path)
-    opt['is_train'] = False
-    torch.manual_seed(0)
-    model = build_model(opt)
+    model = tiny_test_model(tmp_path)
     img = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
     seen = []
     hook = model.net_g.blocks[0].ffn.fc1.register_forward_pre_hook(

@@ -1,6 +1,7 @@
 """Tiny RestoreVARModel option files (the demo's, at 32 px and 3 scales) and their synthetic data."""
 import torch
 from basicsr.data import build_dataset
+from basicsr.models import build_model
 
 from helpers.runs import REPO, load_option_file
 
@@ -26,6 +27,15 @@ def tiny_options(stage_file, tmp_path):
     for dataset_opt in opt['datasets'].values():
         dataset_opt['size'] = SIZE
     return opt
+
+
+def tiny_test_model(tmp_path, **val):
+    """A test-mode (``is_train: false``) tiny stage-3 ``RestoreVARModel``, seed 0, with ``val`` options added."""
+    opt = tiny_options('restorevar_stage3.yml', tmp_path)
+    opt['is_train'] = False
+    opt['val'].update(val)
+    torch.manual_seed(0)
+    return build_model(opt)
 
 
 def synthetic(opt, phase):
