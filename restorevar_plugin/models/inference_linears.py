@@ -9,11 +9,11 @@ reloading are noticed through the weight's version counter and storage):
   (``torch.ops.mkldnn._reorder_linear_weight``, the reorder of Inductor's CPU weight prepacking) and
   multiplied with ``torch.ops.mkldnn._linear_pointwise``, the product is the same up to fp32 rounding
   (another summation order) and, measured on an Intel Xeon with 2 threads for the d16 blocks
-  (``python benchmarks/block_linears.py``), takes 0.67-0.74x the time of ``F.linear`` for 4-25 rows and
-  0.78-0.92x for 36-324 rows, but 0.99-1.08x from 400 rows up and 1.24x for a single row: float32 products
-  outside :data:`FP32_PREPACKED_ROWS` keep ``F.linear``. bfloat16 ones are prepacked at every row count
-  (0.56-0.71x at 4-256 rows, 0.94x at 680). The blocked copy takes as much memory as the weights
-  (1.07 GB for the d16 blocks in fp32, half in bf16).
+  (``python benchmarks/block_linears.py``), takes 0.65-0.74x the time of ``F.linear`` for 4-25 rows,
+  0.78-0.90x for 36-256 rows and 0.96x for 324, but 0.99-1.08x from 400 rows up and 1.03-1.24x for a single
+  row: float32 products outside :data:`FP32_PREPACKED_ROWS` keep ``F.linear``. bfloat16 ones are prepacked
+  at every row count (0.56-0.71x at 4-256 rows, 0.94x at 680). The blocked copy takes as much memory as the
+  weights (1.07 GB for the d16 blocks in fp32, half in bf16).
 * **Reduced-precision weights.** Autocast casts a Linear's float32 weight to the autocast dtype at every
   call and caches the cast only for parameters that require gradients, which frozen networks do not:
   blocks called once per scale would re-cast all their weights at every scale. Packed (CPU) or cast
