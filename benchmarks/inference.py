@@ -9,6 +9,7 @@ images and CPU, so the printed ratios are measured under the same load. Variants
 * ``fp32-unpacked``: ``RestoreVARModel.restore`` exact, with ``val.prepacked_linears: false`` (the transformer's
   Linear layers through ``F.linear``, not oneDNN-prepacked weights: the ablation of that);
 * ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE, prepacked Linear weights), the default;
+* ``bf16-unpacked``: the same with ``val.prepacked_linears: false`` (weights cast to bf16 once, ``F.linear``);
 * ``bf16``: ``RestoreVARModel.restore`` with ``val.precision: bf16``.
 
 Also timed: one teacher-forced forward of the transformer over the same tokens (the floor of next-scale
@@ -49,6 +50,7 @@ VARIANT_OPTIONS = {
     'fp32-nchw': {'precision': 'fp32', 'channels_last': False, 'prepacked_linears': True},
     'fp32-unpacked': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': False},
     'fp32': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True},
+    'bf16-unpacked': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': False},
     'bf16': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': True},
 }
 VARIANTS = ('official', *VARIANT_OPTIONS)
@@ -261,11 +263,12 @@ def report(size, batch, results, teacher, official_per_image):
                 continue
             ratios = ' '.join(f'{step} {meter.seconds[step] / official[0].seconds[step]:.3f}x' for step in STEPS)
             print(f'  {variant} / official per component: {ratios}')
-    reference = results.get('official') or results.get('fp32')
+    reference_name = next((name for name in ('official', 'fp32') if name in results), next(iter(results)))
+    reference = results[reference_name]
     for variant, (_, restored, indices) in results.items():
         same = sum(int((a == b).sum()) for a, b in zip(indices, reference[2]))
         total = sum(a.numel() for a in indices)
-        print(f'  {variant}: greedy indices equal to {"official" if official else "fp32"} {same}/{total} '
+        print(f'  {variant}: greedy indices equal to {reference_name} {same}/{total} '
               f'({100 * same / total:.2f}%), max |image diff| {(restored - reference[1]).abs().max().item():.2e}, '
               f'PSNR {psnr(restored, reference[1]):.1f} dB')
     if teacher is not None:
