@@ -44,11 +44,6 @@ def transposed_linear(x, layer):
     return torch.addmm(bias, layer.weight, x.t()).t().contiguous()
 
 
-def prepacked_linear(x, layer):
-    """``layer(x)`` while ``InferenceLinearWeights.use`` has swapped in its prepared weight (see :func:`main`)."""
-    return layer(x)
-
-
 def pass_seconds(layers, rows, product, repeats):
     """Fastest of ``repeats`` passes of ``rows`` random rows through every layer, in seconds."""
     inputs = {layer.in_features: torch.randn(rows, layer.in_features) for layer in layers}
@@ -79,14 +74,16 @@ def main():
           f'{weight_bytes / 1e9:.3f} GB of fp32 weights per pass')
     pass_seconds(layers, 1, linear, 1)
     prepacked = InferenceLinearWeights()
-    products = {'F.linear': linear, 'W @ x^T': transposed_linear, 'prepacked': prepacked_linear}
+    # name: (product, context it runs in); `F.linear` on a prepared weight runs on its oneDNN-blocked copy
+    products = {'F.linear': (linear, contextlib.nullcontext), 'W @ x^T': (transposed_linear, contextlib.nullcontext),
+                'prepacked': (linear, lambda: prepacked.use(layers))}
     print(f'{"rows":>6} {"F.linear ms":>12} {"GB/s":>6} {"W @ x^T ms":>11} {"ratio":>6} {"prepacked ms":>13} '
           f'{"ratio":>6}')
     per_scale = dict.fromkeys(products, 0.0)
     for rows in [n * n for n in patch_nums] + [sequence]:
         seconds = {}
-        for name, product in products.items():
-            with prepacked.use(layers) if name == 'prepacked' else contextlib.nullcontext():
+        for name, (product, context) in products.items():
+            with context():
                 seconds[name] = pass_seconds(layers, rows, product, args.repeats)
             if rows != sequence:
                 per_scale[name] += seconds[name]

@@ -5,10 +5,10 @@ import torch
 
 from helpers.runs import REPO
 from helpers.tiny_restorevar import tiny_transformer
-from restorevar_plugin.models.inference_linears import InferenceLinearWeights
+from restorevar_plugin.models.inference_linears import InferenceLinearWeights, PrepackedWeight
 
 sys.path.insert(0, str(REPO / 'benchmarks'))
-from block_linears import per_scale_linears, prepacked_linear, transposed_linear  # noqa: E402
+from block_linears import linear, per_scale_linears, transposed_linear  # noqa: E402
 
 
 def test_per_scale_linears_leave_out_only_the_condition_key_value_projection():
@@ -37,5 +37,6 @@ def test_prepacked_product_equals_linear():
     x = torch.randn(9, 24)
     expected = layers[1](layers[0](x))
     with InferenceLinearWeights().use(layers):
-        result = prepacked_linear(prepacked_linear(x, layers[0]), layers[1])
+        assert all(isinstance(layer.weight, PrepackedWeight) for layer in layers)
+        result = linear(linear(x, layers[0]), layers[1])
     torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-5)

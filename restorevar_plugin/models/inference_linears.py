@@ -97,19 +97,20 @@ class InferenceLinearWeights:
         self.rows_hint = rows_hint
         self._prepared = weakref.WeakKeyDictionary()
 
-    def _prepared_weight(self, layer, dtype, prepack):
-        """The weight ``layer`` multiplies with in ``dtype`` (None = float32), or None for the parameter itself."""
+    def _prepared_parameters(self, layer, dtype, prepack):
+        """``{name: tensor}`` that ``layer`` multiplies with in ``dtype`` (None = float32): the prepacked weight
+        (the bias stays), or the weight and bias cast to ``dtype``; empty for the parameters themselves."""
         weight = layer.weight
         prepack = prepack and onednn_prepacking_available(weight.device) and dtype in (None, torch.bfloat16)
         if not prepack and dtype is None:
-            return None
+            return {}
         valid_for = (weight.data_ptr(), weight._version)
         cached = self._prepared.setdefault(layer, {}).get((dtype, prepack))
         if cached is None or cached[0] != valid_for:
             if prepack:
-                prepared = PrepackedWeight(weight, dtype or torch.float32, self.rows_hint)
+                prepared = {'weight': PrepackedWeight(weight, dtype or torch.float32, self.rows_hint)}
             else:
-                prepared = weight.detach().to(dtype)
+                prepared = {name: param.detach().to(dtype) for name, param in layer.named_parameters(recurse=False)}
             cached = self._prepared[layer][dtype, prepack] = (valid_for, prepared)
         return cached[1]
 
@@ -119,7 +120,7 @@ class InferenceLinearWeights:
         on the first entry, kept for the next ones while the parameter is unchanged).
 
         Under autocast to ``dtype`` (or without autocast for ``dtype=None``) the results are those of the
-        plain layers up to float32 rounding. A bias is cast along with its weight when not prepacked.
+        plain layers up to float32 rounding. A bias is cast (once) along with its weight when not prepacked.
 
         Args:
             modules (Iterable[nn.Module]): Networks (or parts) whose Linear layers to use prepared.
@@ -131,13 +132,10 @@ class InferenceLinearWeights:
         swapped = []
         try:
             for layer in _linear_layers(modules):
-                prepared = self._prepared_weight(layer, dtype, prepack)
-                if prepared is None:
-                    continue
-                swapped.append((layer, dict(layer._parameters)))
-                layer._parameters['weight'] = prepared
-                if layer.bias is not None and not isinstance(prepared, PrepackedWeight):
-                    layer._parameters['bias'] = layer.bias.detach().to(dtype)
+                prepared = self._prepared_parameters(layer, dtype, prepack)
+                if prepared:
+                    swapped.append((layer, dict(layer._parameters)))
+                    layer._parameters.update(prepared)
             yield
         finally:
             for layer, parameters in swapped:

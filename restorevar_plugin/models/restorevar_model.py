@@ -80,6 +80,7 @@ class RestoreVARModel(PluginBaseModel):
         if self.net_vqvae is None:
             raise ValueError('RestoreVARModel needs a network_vqvae block (MultiScaleVQVAE)')
         self.net_decoder = None
+        self._linear_weights = InferenceLinearWeights()  # prepared on first inference (see transformer_linears)
         self.load_pretrained()
         self.broadcast_from_rank0(*self.networks().values())
         for network in self.networks().values():
@@ -224,23 +225,15 @@ class RestoreVARModel(PluginBaseModel):
                 pass  # entering prepares the weights once, outside the per-image cost
         self._inference_prepared = True
 
-    @staticmethod
-    def _transformer_linear_groups(transformer, dtype):
-        """``(modules, dtype)`` of the transformer's Linear layers at inference: the blocks in the autocast
-        ``dtype`` (None = fp32), the output head (an fp32 island) in float32."""
-        return [([transformer.blocks], dtype), ([transformer.head], None)]
-
     @contextlib.contextmanager
     def transformer_linears(self, transformer, dtype):
         """Context in which the transformer's Linear layers multiply with their prepared weights: on a CPU
-        oneDNN-prepacked (unless ``val.prepacked_linears: false``), elsewhere cast once to ``dtype``. They are
-        prepared on first use and stay cached while the parameters are unchanged."""
-        if getattr(self, '_linear_weights', None) is None:
-            self._linear_weights = InferenceLinearWeights()
+        oneDNN-prepacked (unless ``val.prepacked_linears: false``), elsewhere cast once to ``dtype``. The blocks
+        run in the autocast ``dtype`` (None = fp32), the output head (an fp32 island) in float32. The weights
+        are prepared on first use and stay cached while the parameters are unchanged."""
         prepack = prepacked_linears_requested(self.opt.get('val'))
-        with contextlib.ExitStack() as stack:
-            for modules, group_dtype in self._transformer_linear_groups(transformer, dtype):
-                stack.enter_context(self._linear_weights.use(modules, group_dtype, prepack))
+        with self._linear_weights.use([transformer.blocks], dtype, prepack), \
+                self._linear_weights.use([transformer.head], None, prepack):
             yield
 
     def _inference_setup(self):
