@@ -5,10 +5,16 @@ images and CPU, so the printed ratios are measured under the same load. Variants
 
 * ``official``: :func:`official_procedure.official_restore` (all encoder taps, cross-attention K/V recomputed
   in every block at every scale, explicit-matmul attention, one image at a time, NCHW fp32);
+* ``official-retained``: the same inside :func:`~restorevar_plugin.models.cpu_heap.retained_cpu_heap`, i.e. with
+  the allocator setting ``val.retain_cpu_memory`` gives our path (how much of a ratio is memory reuse, which
+  any code gains, rather than removed work);
 * ``fp32-nchw``: ``RestoreVARModel.restore`` exact, with ``val.channels_last: false`` (the layout ablation);
 * ``fp32-unpacked``: ``RestoreVARModel.restore`` exact, with ``val.prepacked_linears: false`` (the transformer's
   Linear layers through ``F.linear``, not oneDNN-prepacked weights: the ablation of that);
-* ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE, prepacked Linear weights), the default;
+* ``fp32-unretained``: ``RestoreVARModel.restore`` exact, with ``val.retain_cpu_memory: false`` (freed memory
+  returned to the kernel and page-faulted in again, glibc's default: the ablation of that);
+* ``fp32``: ``RestoreVARModel.restore`` exact (channels-last VQVAE, prepacked Linear weights, freed CPU memory
+  retained for reuse), the default;
 * ``bf16-unpacked``: the same with ``val.prepacked_linears: false`` (weights cast to bf16 once, ``F.linear``);
 * ``bf16``: ``RestoreVARModel.restore`` with ``val.precision: bf16``.
 
@@ -42,18 +48,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_procedure import official_restore  # noqa: E402
 from patch_schedules import PATCH_NUMS  # noqa: E402
 
+from restorevar_plugin.models.cpu_heap import retained_cpu_heap  # noqa: E402
 from restorevar_plugin.models.inference_options import channels_last_requested, inference_dtype  # noqa: E402
 
 STEPS = ('encoder', 'generation', 'refiner', 'decoder')
 # the ``val`` options of each variant of ``RestoreVARModel.restore``
 VARIANT_OPTIONS = {
-    'fp32-nchw': {'precision': 'fp32', 'channels_last': False, 'prepacked_linears': True},
-    'fp32-unpacked': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': False},
-    'fp32': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True},
-    'bf16-unpacked': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': False},
-    'bf16': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': True},
+    'fp32-nchw': {'precision': 'fp32', 'channels_last': False, 'prepacked_linears': True, 'retain_cpu_memory': True},
+    'fp32-unpacked': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': False,
+                      'retain_cpu_memory': True},
+    'fp32-unretained': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True,
+                        'retain_cpu_memory': False},
+    'fp32': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True, 'retain_cpu_memory': True},
+    'bf16-unpacked': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': False,
+                      'retain_cpu_memory': True},
+    'bf16': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': True, 'retain_cpu_memory': True},
 }
-VARIANTS = ('official', *VARIANT_OPTIONS)
+VARIANTS = ('official', 'official-retained', *VARIANT_OPTIONS)
 
 
 def cpu_name():
@@ -140,8 +151,9 @@ def build_test_model(opt):
 def run_variant(variant, model, reference_vqvae, images, device):
     """Time one variant on ``images`` ``(B, 3, R, R)``; returns (meter, restored images, per-scale indices)."""
     meter = ComponentMeter(device)
-    if variant == 'official':
-        out = official_restore(reference_vqvae, model.net_g, model.net_refiner, images, timer=meter.measure)
+    if variant.startswith('official'):
+        with retained_cpu_heap(variant == 'official-retained'):
+            out = official_restore(reference_vqvae, model.net_g, model.net_refiner, images, timer=meter.measure)
         return meter, out['image'], out['indices']
     val = model.opt['val']
     options = VARIANT_OPTIONS[variant]
@@ -219,7 +231,7 @@ def main():
             images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch), device=device)
             images = images * 2 - 1
             results = {}
-            variants = [v for v in args.variants if v != 'official' or batch <= args.official_max_batch]
+            variants = [v for v in args.variants if not v.startswith('official') or batch <= args.official_max_batch]
             for _ in range(args.repeats):  # rounds over the variants, so that load changes hit all of them
                 for variant in variants:
                     run = run_variant(variant, model, reference_vqvae, images, device)
@@ -238,7 +250,7 @@ def main():
             if args.profile and batch == args.batches[0]:
                 profile_fp32(model, reference_vqvae, images, device)
     for (size, batch, variant), seconds in per_image.items():
-        if batch != 1 and variant != 'official' and (size, 1, variant) in per_image:
+        if batch != 1 and not variant.startswith('official') and (size, 1, variant) in per_image:
             gain = per_image[(size, 1, variant)] / seconds
             print(f'{size} px {variant}: batch {batch} per-image throughput = {gain:.2f}x batch 1 (target >= 1.5x)')
     print(f'end: {load_line()}')

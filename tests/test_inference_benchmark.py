@@ -17,7 +17,8 @@ def test_every_variant_restores_and_the_exact_ones_agree_with_the_official_proce
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     runs = {variant: run_variant(variant, model, reference_vqvae, images, torch.device('cpu')) for variant in VARIANTS}
     official_image, official_indices = runs['official'][1], runs['official'][2]
-    for variant in ('fp32-nchw', 'fp32-unpacked', 'fp32'):
+    assert torch.equal(runs['official-retained'][1], official_image)  # the allocator setting changes no value
+    for variant in ('fp32-nchw', 'fp32-unpacked', 'fp32-unretained', 'fp32'):
         meter, restored, indices = runs[variant]
         assert all(torch.equal(a, b) for a, b in zip(indices, official_indices)), variant
         torch.testing.assert_close(restored, official_image, atol=1e-4, rtol=0)

@@ -120,3 +120,17 @@ def test_plugins_declare_keys_on_their_model_class():
         assert check_options(options) == ["train.my_knob: expected an integer, got 'x'"]
     finally:
         del MODEL_REGISTRY._obj_map['KnobModel']
+
+
+def test_inference_options_are_accepted_where_they_are_read(tmp_path):
+    option_file = write_options(tmp_path / 'fast.yml', tiny_restoration_options('fast'))
+    options = read_option_file(option_file, ['val:precision=bf16', 'val:compile=false', 'val:retain_cpu_memory=true'])
+    assert check_options(copy.deepcopy(options)) == []
+    options['val']['prepacked_linears'] = True  # read by RestoreVAR's transformer only
+    assert check_options(options)[0].startswith('val.prepacked_linears: unknown option')
+    restorevar = read_option_file(REPO / 'options' / 'demo' / 'restorevar_stage3.yml', [
+        'val:precision=bf16', 'val:compile=false', 'val:retain_cpu_memory=true', 'val:prepacked_linears=false',
+        'val:channels_last=false'])
+    assert check_options(copy.deepcopy(restorevar)) == []
+    restorevar['val']['retain_cpu_memory'] = 'yes'
+    assert check_options(restorevar) == ["val.retain_cpu_memory: expected true or false, got 'yes'"]

@@ -309,14 +309,15 @@ def evaluate_dataset(model, dataloader, protocol, *, extra_metrics=None, save_di
     bar = tqdm(total=len(dataset), unit='image', desc=dataset_name, disable=not progress or rank != 0)
     batches = iter(loader)
     try:
-        for _ in range(steps):
-            groups, failed = next(batches, ([], []))
-            evaluator.name_items(groups, world_size)
-            for index, path, reason in failed:
-                evaluator.skip(index, path, f'cannot be read: {reason}', dataset_name)
-            for indices, batch in groups:
-                evaluator.evaluate_group(indices, batch, dataset_name)
-            bar.update(min(batch_size * world_size, len(dataset) - bar.n))
+        with getattr(model, 'inference_memory', contextlib.nullcontext)():  # freed CPU memory reused across batches
+            for _ in range(steps):
+                groups, failed = next(batches, ([], []))
+                evaluator.name_items(groups, world_size)
+                for index, path, reason in failed:
+                    evaluator.skip(index, path, f'cannot be read: {reason}', dataset_name)
+                for indices, batch in groups:
+                    evaluator.evaluate_group(indices, batch, dataset_name)
+                bar.update(min(batch_size * world_size, len(dataset) - bar.n))
     finally:
         bar.close()
         model.timer = None

@@ -15,6 +15,9 @@ rounding; results are returned as float32.
 once per test run: reordered into oneDNN's blocked layout on a CPU, cast to the reduced precision otherwise
 (:mod:`.inference_linears`; numerics: float32 rounding, another summation order).
 
+``val.retain_cpu_memory`` (default true) keeps the memory freed during a CPU test run mapped for reuse instead
+of returning it to the kernel and page-faulting it in again (:mod:`.cpu_heap`; glibc only, values unchanged).
+
 ``val.channels_last`` (default true) stores the frozen VQVAE of a test run in channels-last layout and feeds
 it channels-last images, the layout oneDNN's convolutions use without reordering (numerics: same
 convolutions, other summation order, differences around 1e-6).
@@ -25,6 +28,9 @@ import torch
 from basicsr.utils import get_root_logger
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# The ``val`` keys of this module, as ``restorevar_plugin.option_schema`` checks them (models declare them).
+INFERENCE_OPTION_SCHEMA = {'precision': 'str', 'compile': 'bool', 'retain_cpu_memory': 'bool'}
+RESTOREVAR_INFERENCE_OPTION_SCHEMA = {'channels_last': 'bool', 'prepacked_linears': 'bool'}
 
 
 def inference_dtype(val_opt, device):
@@ -82,3 +88,8 @@ def channels_last_requested(val_opt):
 def prepacked_linears_requested(val_opt):
     """``val.prepacked_linears`` (default True)."""
     return _flag(val_opt, 'prepacked_linears', True)
+
+
+def retain_cpu_memory_requested(val_opt, device):
+    """``val.retain_cpu_memory`` (default True), and only on a CPU (see :mod:`.cpu_heap`)."""
+    return _flag(val_opt, 'retain_cpu_memory', True) and device.type == 'cpu'

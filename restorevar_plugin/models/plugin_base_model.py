@@ -33,6 +33,8 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from restorevar_plugin.atomic_files import atomic_output
 from restorevar_plugin.checkpoints import load_network
+from restorevar_plugin.models.cpu_heap import retained_cpu_heap
+from restorevar_plugin.models.inference_options import INFERENCE_OPTION_SCHEMA, retain_cpu_memory_requested
 from restorevar_plugin.models.lr_schedulers import SCHEDULERS
 from restorevar_plugin.models.matmul_precision import tf32_scope, validation_uses_tf32
 
@@ -148,7 +150,8 @@ class PluginBaseModel(BaseModel):
     # add theirs).
     option_schema = {'train': {'grad_clip': 'number', 'amp': 'any', 'grad_scaler': 'dict', 'nonfinite': 'str',
                                'nonfinite_max_skips': 'int'},
-                     'val': {'tf32': 'bool', 'protocol': 'str', 'save_grid': 'bool', 'strict': 'bool'}}
+                     'val': {'tf32': 'bool', 'protocol': 'str', 'save_grid': 'bool', 'strict': 'bool',
+                             **INFERENCE_OPTION_SCHEMA}}
 
     @property
     def net_g_ema(self):
@@ -195,6 +198,11 @@ class PluginBaseModel(BaseModel):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type='cuda', dtype=self.amp_dtype)
+
+    def inference_memory(self):
+        """Context of inference: on a CPU, freed memory stays mapped for reuse (``val.retain_cpu_memory``, see
+        :mod:`restorevar_plugin.models.cpu_heap`); elsewhere nothing."""
+        return retained_cpu_heap(retain_cpu_memory_requested(self.opt.get('val'), self.device))
 
     def update_learning_rate(self, current_iter, warmup_iter=-1):
         """BasicSR's per-iteration learning-rate update; also remembers ``current_iter`` for error messages."""

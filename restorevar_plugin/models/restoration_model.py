@@ -81,7 +81,7 @@ class RestorationModel(PluginBaseModel, SRModel):
         lq = F.pad(self.lq, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else self.lq
         was_training = net.training
         net.eval()
-        with torch.no_grad(), inference_autocast(dtype, self.device):
+        with torch.no_grad(), self.inference_memory(), inference_autocast(dtype, self.device):
             self.output = net(*self.net_inputs(net, lq))[..., :height, :width].float()
         net.train(was_training)
 

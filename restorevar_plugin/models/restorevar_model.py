@@ -35,6 +35,7 @@ from restorevar_plugin.checkpoints import load_official_restorevar, load_var_pre
 from restorevar_plugin.evaluation import validate
 from restorevar_plugin.models.inference_linears import InferenceLinearWeights
 from restorevar_plugin.models.inference_options import (
+    RESTOREVAR_INFERENCE_OPTION_SCHEMA,
     channels_last_requested,
     compile_requested,
     inference_autocast,
@@ -66,7 +67,8 @@ class RestoreVARModel(PluginBaseModel):
     option_schema = {
         'train': {'stage': 'str', 'vq_weight': 'number', 'continuous_weight': 'number', 'dead_code_restart': 'dict',
                   'init_codebook_from_data': 'bool', 'label_smoothing': 'number', 'generate_in_train_mode': 'bool'},
-        'val': {'save_grid': 'bool', 'use_refiner': 'bool', 'reconstruction': 'str'},
+        'val': {'save_grid': 'bool', 'use_refiner': 'bool', 'reconstruction': 'str',
+                **RESTOREVAR_INFERENCE_OPTION_SCHEMA},
         'path': {'pretrain_var': 'str', 'pretrain_restorevar': 'str', 'pretrain_decoder': 'str'},
     }
 
@@ -272,7 +274,7 @@ class RestoreVARModel(PluginBaseModel):
         training = {name: net.training for name, net in self.networks().items()}
         for network in self.networks().values():
             network.eval()
-        with inference_autocast(dtype, self.device):
+        with self.inference_memory(), inference_autocast(dtype, self.device):
             with measure('encoder'):
                 cond = vqvae.encode_features(lq.contiguous(memory_format=layout))
             with measure('generation'), self.transformer_linears(transformer, dtype):
