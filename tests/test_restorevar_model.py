@@ -336,6 +336,13 @@ def test_demo_stages_chain_and_test_writes_images_and_metrics(tmp_path):
     for row, batched_row in zip(rows, batched_rows):
         assert float(batched_row['psnr']) == pytest.approx(float(row['psnr']), abs=1e-3)
 
+    bf16 = run_cli(['test', '-opt', str(DEMO / 'restorevar_test.yml'), '--precision', 'bf16', '--force_yml',
+                    'name=demo_restorevar_test_bf16'], cwd=root)
+    assert bf16.returncode == 0, bf16.stderr[-4000:]
+    bf16_rows = read_metrics_csv(root / 'results' / 'demo_restorevar_test_bf16' / 'synthetic_val_metrics.csv')
+    assert [row['image'] for row in bf16_rows] == [row['image'] for row in rows]
+    assert float(bf16_rows[-1]['psnr']) == pytest.approx(float(rows[-1]['psnr']), abs=1.0)
+
 
 @pytest.mark.parametrize('stage_file, trained', [
     ('restorevar_tokenizer.yml', ['net_vqvae']),
