@@ -182,11 +182,12 @@ def run_variant(variant, model, reference_vqvae, images, device):
 @torch.no_grad()
 def teacher_forced_seconds(model, images, indices):
     """Wall time of one teacher-forced transformer forward over the generated tokens (fp32), with the
-    Linear weights exact generation uses (``RestoreVARModel.transformer_linears``)."""
+    Linear weights and the memory reuse exact generation has (``RestoreVARModel.transformer_linears``,
+    ``inference_memory``)."""
     vqvae, transformer = model.net_vqvae, model.net_g
     cond = vqvae.encode_features(images.contiguous(memory_format=torch.channels_last))
     teacher_input = vqvae.quantize.teacher_input(indices)
-    with model.transformer_linears(transformer, None):
+    with model.inference_memory(), model.transformer_linears(transformer, None):
         start = time.perf_counter()
         transformer(cond, teacher_input)
         return time.perf_counter() - start

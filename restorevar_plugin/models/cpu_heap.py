@@ -19,6 +19,7 @@ is touched.
 """
 import contextlib
 import ctypes
+import functools
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
@@ -30,6 +31,7 @@ SETTLED_TRIM_THRESHOLD = 2 * SETTLED_MMAP_THRESHOLD
 _active_scopes = 0
 
 
+@functools.cache
 def glibc():
     """The process's glibc (``ctypes.CDLL``) when it runs on one, else None."""
     if platform.libc_ver()[0] != 'glibc':
