@@ -5,9 +5,11 @@ them on ``free``. The VQVAE's convolutions at 512 px allocate and free feature m
 of them is page-faulted and zeroed by the kernel again: on a 2-core Intel Xeon the encoder and the decoder
 each took 0.6-0.9 million minor faults and about 1 s of system time per image. Inside
 :func:`retained_cpu_heap` glibc serves them from its heap (``M_MMAP_MAX = 0``) and keeps the freed heap
-mapped (``M_TRIM_THRESHOLD``), so later feature maps reuse pages that are already there: the encoder took
-2.5 s instead of 3.0 s and the decoder 4.1 s instead of 4.8 s (``benchmarks/inference.py`` measures the whole
-pipeline). The values computed are the same; only where their memory comes from changes. PyTorch's CUDA
+mapped (``M_TRIM_THRESHOLD``), so later feature maps reuse pages that are already there. Called repeatedly in
+one scope, the encoder took 2.5-2.6 s instead of 2.9-3.3 s and the decoder 4.0-4.1 s instead of 4.7-4.9 s; in
+one scope per restored image (``benchmarks/inference.py``, variant ``fp32-unretained`` against ``fp32``) 2.74
+s instead of 3.01 s and 4.29 s instead of 4.65 s. The values computed are the same; only where their memory
+comes from changes. PyTorch's CUDA
 caching allocator does the same on a GPU, and PyTorch's CPU performance-tuning guide recommends jemalloc or
 tcmalloc (an ``LD_PRELOAD``) for the same reason.
 
