@@ -5,8 +5,8 @@ import resource
 
 import pytest
 import torch
-from helpers.restorevar import tiny_test_model
 
+from helpers.restorevar import tiny_test_model
 from restorevar_plugin.models.cpu_heap import glibc, retained_cpu_heap
 from restorevar_plugin.models.inference_options import retain_cpu_memory_requested
 
