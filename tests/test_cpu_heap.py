@@ -1,7 +1,6 @@
 """The retained CPU heap of inference (``val.retain_cpu_memory``): where glibc puts large blocks, and the
 settings put back after the scope."""
 import ctypes
-import resource
 
 import pytest
 import torch
@@ -31,20 +30,11 @@ def mmapped_bytes_of_new_block():
     return grown
 
 
-def minor_faults_of_refilled_block():
-    """Minor page faults of filling a 64 MiB tensor allocated after an equal one was filled and freed."""
-    torch.ones(BLOCK_FLOATS)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(BLOCK_FLOATS)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-
 @needs_glibc
 def test_large_blocks_come_from_the_heap_only_inside_the_scope():
     assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
     with retained_cpu_heap(True):
         assert mmapped_bytes_of_new_block() == 0
-        assert minor_faults_of_refilled_block() < 100  # the freed pages are reused, not faulted in again
     assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
 
 
