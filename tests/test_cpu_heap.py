@@ -71,10 +71,20 @@ def test_retain_cpu_memory_option_is_checked():
 
 
 @torch.no_grad()
-def test_model_restores_the_same_with_and_without_retained_memory(tmp_path):
+def test_restore_runs_in_the_scope_its_option_asks_for(tmp_path, monkeypatch):
+    import restorevar_plugin.models.plugin_base_model as plugin_base_model
+
+    entered = []
+
+    def recording_scope(enabled):
+        entered.append(enabled)
+        return retained_cpu_heap(enabled)
+
+    monkeypatch.setattr(plugin_base_model, 'retained_cpu_heap', recording_scope)
     model = tiny_test_model(tmp_path)
     img = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
     retained = model.restore(img)
     model.opt['val']['retain_cpu_memory'] = False
     released = model.restore(img)
+    assert entered == [True, False]
     assert torch.equal(retained, released)

@@ -13,19 +13,24 @@ comes from changes. PyTorch's CUDA
 caching allocator does the same on a GPU, and PyTorch's CPU performance-tuning guide recommends jemalloc or
 tcmalloc (an ``LD_PRELOAD``) for the same reason.
 
-The settings are process-wide, so the scope puts glibc back on exit, also when the run fails: mmap allowed
-again, the mmap and trim thresholds at 32 / 64 MiB (where glibc's own dynamic thresholds settle once it has
-freed a large block) and the retained memory returned to the system (``malloc_trim``). Nested scopes leave the
-outer one in charge. Where the C library is not glibc (macOS, musl) or the model is not on a CPU, nothing
-is touched.
+The settings are process-wide. On exit, also when the run fails, the scope allows mmap again, fixes the mmap
+and trim thresholds at 32 / 64 MiB and returns the retained memory to the system (``malloc_trim``). This is not
+glibc's exact prior state: any ``mallopt`` call ends glibc's dynamic threshold for the rest of the process
+(and overrides ``MALLOC_*_`` / ``GLIBC_TUNABLES`` settings of these three), so after the first scope
+allocations of 32 MiB and less come from the heap and larger ones are mmap-ed, as glibc's dynamic rule does at
+most. Anything long-lived that is allocated inside the scope (e.g. prepacked weights, the last output) sits in
+the heap, not in its own mapping, and can keep freed heap below it from being returned. Nested scopes leave the
+outer one in charge. Where the C library is not glibc (macOS, musl) or the model is not on a CPU, nothing is
+touched.
 """
 import contextlib
 import ctypes
 import functools
 import platform
+import warnings
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
-RETAINED_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt takes (an int): a 2 GiB free top is kept
+RETAINED_TRIM_THRESHOLD = 2**31 - 1  # a free heap top of up to 2 GiB stays mapped
 DEFAULT_MMAP_MAX = 65536
 SETTLED_MMAP_THRESHOLD = 32 * 2**20
 SETTLED_TRIM_THRESHOLD = 2 * SETTLED_MMAP_THRESHOLD
@@ -43,8 +48,11 @@ def glibc():
 
 
 def _mallopt(libc, param, value):
-    if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) != 1:
-        raise OSError(f'glibc mallopt({param}, {value}) failed')
+    """``mallopt(param, value)``; False (and a warning) when glibc refuses it."""
+    if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1:
+        return True
+    warnings.warn(f'glibc mallopt({param}, {value}) was refused; freed CPU memory is not retained as asked')
+    return False
 
 
 @contextlib.contextmanager
@@ -59,14 +67,14 @@ def retained_cpu_heap(enabled):
     if libc is None:
         yield
         return
-    _mallopt(libc, M_MMAP_MAX, 0)
-    _mallopt(libc, M_TRIM_THRESHOLD, RETAINED_TRIM_THRESHOLD)
     _active_scopes += 1
     try:
+        if _mallopt(libc, M_MMAP_MAX, 0):
+            _mallopt(libc, M_TRIM_THRESHOLD, RETAINED_TRIM_THRESHOLD)
         yield
     finally:
         _active_scopes -= 1
-        _mallopt(libc, M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        _mallopt(libc, M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD)
-        _mallopt(libc, M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)
+        for param, value in ((M_MMAP_MAX, DEFAULT_MMAP_MAX), (M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD),
+                             (M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)):
+            _mallopt(libc, param, value)
         libc.malloc_trim(ctypes.c_size_t(0))
