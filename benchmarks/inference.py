@@ -52,19 +52,19 @@ from restorevar_plugin.models.cpu_heap import retained_cpu_heap  # noqa: E402
 from restorevar_plugin.models.inference_options import channels_last_requested, inference_dtype  # noqa: E402
 
 STEPS = ('encoder', 'generation', 'refiner', 'decoder')
-# the ``val`` options of each variant of ``RestoreVARModel.restore``
-VARIANT_OPTIONS = {
-    'fp32-nchw': {'precision': 'fp32', 'channels_last': False, 'prepacked_linears': True, 'retain_cpu_memory': True},
-    'fp32-unpacked': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': False,
-                      'retain_cpu_memory': True},
-    'fp32-unretained': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True,
-                        'retain_cpu_memory': False},
-    'fp32': {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True, 'retain_cpu_memory': True},
-    'bf16-unpacked': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': False,
-                      'retain_cpu_memory': True},
-    'bf16': {'precision': 'bf16', 'channels_last': True, 'prepacked_linears': True, 'retain_cpu_memory': True},
-}
-VARIANTS = ('official', 'official-retained', *VARIANT_OPTIONS)
+# the ``val`` options of each variant of ``RestoreVARModel.restore``: the defaults, with what each one changes
+DEFAULT_OPTIONS = {'precision': 'fp32', 'channels_last': True, 'prepacked_linears': True, 'retain_cpu_memory': True}
+VARIANT_OPTIONS = {name: {**DEFAULT_OPTIONS, **changes} for name, changes in {
+    'fp32-nchw': {'channels_last': False},
+    'fp32-unpacked': {'prepacked_linears': False},
+    'fp32-unretained': {'retain_cpu_memory': False},
+    'fp32': {},
+    'bf16-unpacked': {'precision': 'bf16', 'prepacked_linears': False},
+    'bf16': {'precision': 'bf16'},
+}.items()}
+# the official procedure, under glibc's default allocation and with the memory reuse of ``val.retain_cpu_memory``
+OFFICIAL_VARIANTS = ('official', 'official-retained')
+VARIANTS = (*OFFICIAL_VARIANTS, *VARIANT_OPTIONS)
 
 
 def cpu_name():
@@ -151,7 +151,7 @@ def build_test_model(opt):
 def run_variant(variant, model, reference_vqvae, images, device):
     """Time one variant on ``images`` ``(B, 3, R, R)``; returns (meter, restored images, per-scale indices)."""
     meter = ComponentMeter(device)
-    if variant.startswith('official'):
+    if variant in OFFICIAL_VARIANTS:
         with retained_cpu_heap(variant == 'official-retained'):
             out = official_restore(reference_vqvae, model.net_g, model.net_refiner, images, timer=meter.measure)
         return meter, out['image'], out['indices']
@@ -232,7 +232,7 @@ def main():
             images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch), device=device)
             images = images * 2 - 1
             results = {}
-            variants = [v for v in args.variants if not v.startswith('official') or batch <= args.official_max_batch]
+            variants = [v for v in args.variants if v not in OFFICIAL_VARIANTS or batch <= args.official_max_batch]
             for _ in range(args.repeats):  # rounds over the variants, so that load changes hit all of them
                 for variant in variants:
                     run = run_variant(variant, model, reference_vqvae, images, device)
@@ -251,7 +251,7 @@ def main():
             if args.profile and batch == args.batches[0]:
                 profile_fp32(model, reference_vqvae, images, device)
     for (size, batch, variant), seconds in per_image.items():
-        if batch != 1 and not variant.startswith('official') and (size, 1, variant) in per_image:
+        if batch != 1 and variant not in OFFICIAL_VARIANTS and (size, 1, variant) in per_image:
             gain = per_image[(size, 1, variant)] / seconds
             print(f'{size} px {variant}: batch {batch} per-image throughput = {gain:.2f}x batch 1 (target >= 1.5x)')
     print(f'end: {load_line()}')

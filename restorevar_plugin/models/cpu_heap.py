@@ -9,9 +9,8 @@ mapped (``M_TRIM_THRESHOLD``), so later feature maps reuse pages that are alread
 one scope, the encoder took 2.5-2.6 s instead of 2.9-3.3 s and the decoder 4.0-4.1 s instead of 4.7-4.9 s; in
 one scope per restored image (``benchmarks/inference.py``, variant ``fp32-unretained`` against ``fp32``) 2.74
 s instead of 3.01 s and 4.29 s instead of 4.65 s. The values computed are the same; only where their memory
-comes from changes. PyTorch's CUDA
-caching allocator does the same on a GPU, and PyTorch's CPU performance-tuning guide recommends jemalloc or
-tcmalloc (an ``LD_PRELOAD``) for the same reason.
+comes from changes. PyTorch's CUDA caching allocator does the same on a GPU, and PyTorch's CPU
+performance-tuning guide recommends jemalloc or tcmalloc (an ``LD_PRELOAD``) for the same reason.
 
 The settings are process-wide. On exit, also when the run fails, the scope allows mmap again, fixes the mmap
 and trim thresholds at 32 / 64 MiB and returns the retained memory to the system (``malloc_trim``). This is not
