@@ -9,6 +9,11 @@ runs them on a CPU (``restorevar_plugin.models.inference_linears``: oneDNN-prepa
 counts of ``FP32_PREPACKED_ROWS``, ``F.linear`` otherwise), and prints the weight traffic of ``F.linear`` in
 GB/s. Random weights, batch 1, fp32.
 
+It also prints what the prepacked pass would take if each one cost a whole weight read plus its rows'
+arithmetic, with nothing overlapped (:func:`read_plus_rows_seconds`, the line through the 1-row and the
+full-sequence pass): when the measured times follow that line, generation's extra linear time is about one
+weight read per scale after the first, which no choice among these products removes.
+
 Example::
 
     python benchmarks/block_linears.py                 # d16 at 256 px (~1 min on 2 cores)
@@ -42,6 +47,16 @@ def transposed_linear(x, layer):
     """The same product as ``W @ x^T`` plus the bias, transposed back to a contiguous ``(M, N)``."""
     bias = layer.bias[:, None] if layer.bias is not None else torch.zeros(1, 1)
     return torch.addmm(bias, layer.weight, x.t()).t().contiguous()
+
+
+def read_plus_rows_seconds(rows, fewest, most):
+    """The time of a pass at ``rows`` rows on the line through two measured ``(rows, seconds)`` passes.
+
+    With ``fewest`` at one row, its intercept is the cost of reading the weights once and its slope the cost
+    of each row's arithmetic: the time a pass takes when the weight stream and the arithmetic do not overlap.
+    """
+    (low_rows, low_seconds), (high_rows, high_seconds) = fewest, most
+    return low_seconds + (rows - low_rows) * (high_seconds - low_seconds) / (high_rows - low_rows)
 
 
 def pass_seconds(layers, rows, product, repeats):
@@ -80,13 +95,16 @@ def main():
     print(f'{"rows":>6} {"F.linear ms":>12} {"GB/s":>6} {"W @ x^T ms":>11} {"ratio":>6} {"prepacked ms":>13} '
           f'{"ratio":>6}')
     per_scale = dict.fromkeys(products, 0.0)
-    for rows in [n * n for n in patch_nums] + [sequence]:
+    row_counts = [n * n for n in patch_nums] + [sequence]
+    measured = {}
+    for rows in row_counts:
         seconds = {}
         for name, (product, context) in products.items():
             with context():
                 seconds[name] = pass_seconds(layers, rows, product, args.repeats)
             if rows != sequence:
                 per_scale[name] += seconds[name]
+        measured[rows] = seconds
         base = seconds['F.linear']
         print(f'{rows:>6} {base * 1e3:>12.1f} {weight_bytes / base / 1e9:>6.1f} '
               f'{seconds["W @ x^T"] * 1e3:>11.1f} {seconds["W @ x^T"] / base:>6.2f} '
@@ -94,6 +112,12 @@ def main():
     for name in products:
         print(f'{name}: one pass per scale {per_scale[name]:.3f} s, one pass at {sequence} rows {seconds[name]:.3f} s; '
               f'the extra linear time of generation {per_scale[name] - seconds[name]:.3f} s')
+    fewest, most = ((rows, measured[rows]['prepacked']) for rows in (row_counts[0], sequence))
+    line = [read_plus_rows_seconds(rows, fewest, most) for rows in row_counts[:-1]]
+    print('prepacked, one weight read plus the rows\' arithmetic per pass (ms): '
+          + ' '.join(f'{seconds * 1e3:.0f}' for seconds in line)
+          + f'; per scale {sum(line):.3f} s against {per_scale["prepacked"]:.3f} s measured, the extra time '
+          f'{sum(line) - most[1]:.3f} s')
 
 
 if __name__ == '__main__':
