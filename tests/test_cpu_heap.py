@@ -11,7 +11,7 @@ from restorevar_plugin.models.inference_options import retain_cpu_memory_request
 
 needs_glibc = pytest.mark.skipif(glibc() is None or not hasattr(glibc(), 'mallinfo2'),
                                  reason='the retained heap is a glibc setting (mallinfo2: glibc >= 2.33)')
-BLOCK_FLOATS = 16 * 2**20  # 64 MiB: above glibc's largest mmap threshold (32 MiB)
+MIN_BLOCK_BYTES = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB)
 
 
 class MallInfo2(ctypes.Structure):
@@ -19,29 +19,41 @@ class MallInfo2(ctypes.Structure):
         'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]
 
 
-def mmapped_bytes_of_new_block():
-    """Bytes glibc has in mmap-ed blocks while a fresh 64 MiB tensor is alive, minus those before it."""
+def mallinfo2():
     libc = glibc()
     libc.mallinfo2.restype = MallInfo2
-    before = libc.mallinfo2().hblkhd
-    block = torch.ones(BLOCK_FLOATS)
-    grown = libc.mallinfo2().hblkhd - before
+    return libc.mallinfo2()
+
+
+def new_block_is_mmapped():
+    """Whether glibc serves a fresh large block with its own mmap (True) or from its heap (False).
+
+    The block is larger than all free heap memory (``fordblks``) by 64 MiB, so it cannot be served from a free
+    chunk that an earlier inference in this process left in the heap (a freed feature map below a block that
+    outlived its scope): glibc looks at the mmap settings only when no free chunk fits. ``torch.empty`` leaves
+    its pages untouched, so the probe costs address space, not memory.
+    """
+    before = mallinfo2()
+    size = before.fordblks + MIN_BLOCK_BYTES
+    block = torch.empty(size, dtype=torch.uint8)
+    grown = mallinfo2().hblkhd - before.hblkhd
     del block
-    return grown
+    assert grown == 0 or grown >= size, f'{grown} bytes mmapped for a {size}-byte block'
+    return grown >= size
 
 
 @needs_glibc
 def test_large_blocks_come_from_the_heap_only_inside_the_scope():
-    assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
+    assert new_block_is_mmapped()
     with retained_cpu_heap(True):
-        assert mmapped_bytes_of_new_block() == 0
-    assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
+        assert not new_block_is_mmapped()
+    assert new_block_is_mmapped()
 
 
 @needs_glibc
 def test_disabled_scope_touches_nothing():
     with retained_cpu_heap(False):
-        assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
+        assert new_block_is_mmapped()
 
 
 @needs_glibc
@@ -49,8 +61,8 @@ def test_nested_scope_leaves_the_outer_one_in_charge():
     with retained_cpu_heap(True):
         with retained_cpu_heap(True):
             pass
-        assert mmapped_bytes_of_new_block() == 0
-    assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
+        assert not new_block_is_mmapped()
+    assert new_block_is_mmapped()
 
 
 @needs_glibc
@@ -58,7 +70,19 @@ def test_settings_are_put_back_when_the_run_fails():
     with pytest.raises(RuntimeError, match='inside'):
         with retained_cpu_heap(True):
             raise RuntimeError('inside')
-    assert mmapped_bytes_of_new_block() >= BLOCK_FLOATS * 4
+    assert new_block_is_mmapped()
+
+
+@needs_glibc
+def test_settings_are_put_back_when_freed_heap_stays_below_a_survivor():
+    with retained_cpu_heap(True):
+        freed = torch.empty(2 * MIN_BLOCK_BYTES, dtype=torch.uint8)
+        # larger than all free heap memory, so from the heap top, above the freed block
+        survivor = torch.empty(mallinfo2().fordblks + 2**20, dtype=torch.uint8)
+        del freed
+    assert mallinfo2().fordblks >= 2 * MIN_BLOCK_BYTES  # the freed block is still a heap chunk after malloc_trim
+    assert new_block_is_mmapped()
+    del survivor
 
 
 def test_retain_cpu_memory_option_is_checked():
