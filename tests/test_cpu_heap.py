@@ -1,6 +1,8 @@
 """The retained CPU heap of inference (``val.retain_cpu_memory``): where glibc puts large blocks, and the
 settings put back after the scope."""
 import ctypes
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,14 +75,22 @@ def test_settings_are_put_back_when_the_run_fails():
     assert new_block_is_mmapped()
 
 
+def resident_bytes():
+    """The process's resident memory (``/proc/self/statm``), in bytes."""
+    return int(Path('/proc/self/statm').read_text().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
 @needs_glibc
-def test_settings_are_put_back_when_freed_heap_stays_below_a_survivor():
+def test_freed_heap_below_a_survivor_is_returned_and_large_blocks_are_mmapped_again():
+    size = 2 * MIN_BLOCK_BYTES
     with retained_cpu_heap(True):
-        freed = torch.empty(2 * MIN_BLOCK_BYTES, dtype=torch.uint8)
+        freed = torch.ones(size, dtype=torch.uint8)  # its pages touched
         # larger than all free heap memory, so from the heap top, above the freed block
         survivor = torch.empty(mallinfo2().fordblks + 2**20, dtype=torch.uint8)
         del freed
-    assert mallinfo2().fordblks >= 2 * MIN_BLOCK_BYTES  # the freed block is still a heap chunk after malloc_trim
+        resident_in_scope = resident_bytes()
+    assert resident_in_scope - resident_bytes() >= 0.9 * size  # malloc_trim returned the freed pages
+    assert mallinfo2().fordblks >= size  # while the freed block is still a heap chunk
     assert new_block_is_mmapped()
     del survivor
 
