@@ -22,9 +22,15 @@ class MallInfo2(ctypes.Structure):
 
 
 def mallinfo2():
+    """glibc's allocator statistics now (``mallinfo2``)."""
     libc = glibc()
     libc.mallinfo2.restype = MallInfo2
     return libc.mallinfo2()
+
+
+def resident_bytes():
+    """The process's resident memory (``/proc/self/statm``), in bytes."""
+    return int(Path('/proc/self/statm').read_text().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def new_block_is_mmapped():
@@ -73,11 +79,6 @@ def test_settings_are_put_back_when_the_run_fails():
         with retained_cpu_heap(True):
             raise RuntimeError('inside')
     assert new_block_is_mmapped()
-
-
-def resident_bytes():
-    """The process's resident memory (``/proc/self/statm``), in bytes."""
-    return int(Path('/proc/self/statm').read_text().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 @needs_glibc
